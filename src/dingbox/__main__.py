@@ -1,0 +1,3 @@
+from dingbox.cli import main
+
+main()

@@ -1,0 +1,207 @@
+"""dingbox's own API under /api/v1 (DESIGN §7): inspection, inboxes, and test controls.
+
+JSON in and out; every error is `{"error": {"code", "message"}}` with a 4xx status. Test controls
+(reset, clock changes, drain) answer 403 to non-loopback clients unless `--test-controls`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, Router
+
+from dingbox.clock import parse_iso
+from dingbox.domain.org import OrgError
+from dingbox.protocols.http import json_response
+from dingbox.services.container import Services
+from dingbox.services.inbox import MAX_PAGE, MessageRecalled
+
+JSON = "application/json"
+SOURCES = ("work_notification", "template", "robot", "group_robot")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def api_error(exc: ApiError) -> Response:
+    return json_response({"error": {"code": exc.code, "message": exc.message}}, exc.status, media_type=JSON)
+
+
+def ok(body: Any, status: int = 200) -> Response:
+    return json_response(body, status, media_type=JSON)
+
+
+def is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def int_arg(request: Request, name: str, default: int | None = None, *, lo: int = 0, hi: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"{name} must be an integer") from None
+    if value < lo or (hi is not None and value > hi):
+        raise ApiError(400, "invalid_request", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def float_arg(request: Request, name: str, default: float, hi: float = 600.0) -> float:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"{name} must be a number of seconds") from None
+    if not 0 <= value <= hi:
+        raise ApiError(400, "invalid_request", f"{name} must be between 0 and {hi}")
+    return value
+
+
+def path_int(request: Request, name: str) -> int:
+    try:
+        return int(request.path_params[name])
+    except ValueError:
+        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}") from None
+
+
+def build(services: Services) -> Router:
+    settings = services.runtime.settings
+
+    def control(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            if not settings.test_controls and not is_loopback(request):
+                raise ApiError(403, "forbidden", "test controls answer loopback clients only; start with --test-controls")
+            return await handler(request)
+
+        return guarded
+
+    async def health(request: Request) -> Response:
+        pending, lag = await services.inbox.pending()
+        return ok({"status": "ok", "pending_tasks": pending, "dispatch_lag_seconds": round(lag, 3)})
+
+    async def put_org(request: Request) -> Response:
+        try:
+            counts = await services.org.load(await json_body(request))
+        except OrgError as exc:
+            raise ApiError(400, "invalid_org", str(exc)) from None
+        return ok(counts)
+
+    async def corps(request: Request) -> Response:
+        return ok({"corps": await services.org.overview(with_secrets=not settings.auth)})
+
+    async def inbox(request: Request) -> Response:
+        source = request.query_params.get("source")
+        if source is not None and source not in SOURCES:
+            raise ApiError(400, "invalid_request", f"source must be one of {', '.join(SOURCES)}")
+        unread = request.query_params.get("unread", "false").lower()
+        if unread not in ("true", "false"):
+            raise ApiError(400, "invalid_request", "unread must be true or false")
+        page = await services.inbox.messages(
+            request.path_params["corp_id"],
+            request.path_params["userid"],
+            limit=int_arg(request, "limit", 50, lo=1, hi=MAX_PAGE) or 50,
+            before=int_arg(request, "before"),
+            source=source,
+            unread=unread == "true",
+        )
+        return ok(page)
+
+    async def message(request: Request) -> Response:
+        found = await services.inbox.message(path_int(request, "message_id"))
+        if found is None:
+            raise ApiError(404, "not_found", "no such message")
+        return ok(found)
+
+    async def read(request: Request) -> Response:
+        try:
+            found = await services.inbox.mark_read(path_int(request, "message_id"))
+        except MessageRecalled:
+            raise ApiError(409, "message_recalled", "the message was recalled by its sender") from None
+        if found is None:
+            raise ApiError(404, "not_found", "no such message")
+        return ok(found)
+
+    async def task(request: Request) -> Response:
+        found = await services.inbox.task(
+            path_int(request, "task_id"),
+            wait=float_arg(request, "wait", 0.0),
+            cursor=int_arg(request, "cursor", 0) or 0,
+            limit=int_arg(request, "limit", 1000, lo=1, hi=100000) or 1000,
+        )
+        if found is None:
+            raise ApiError(404, "not_found", "no such task")
+        return ok(found)
+
+    async def drain(request: Request) -> Response:
+        if not await services.inbox.drain(float_arg(request, "timeout", 30.0)):
+            raise ApiError(408, "timeout", "tasks are still pending")
+        return ok({"pending_tasks": 0})
+
+    async def reset(request: Request) -> Response:
+        await services.admin.reset()
+        return Response(status_code=204)
+
+    async def get_clock(request: Request) -> Response:
+        return ok(services.runtime.clock.describe())
+
+    async def put_clock(request: Request) -> Response:
+        body = await json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("now"), str):
+            raise ApiError(400, "invalid_request", 'give {"now": "<ISO-8601 with offset>", "frozen": false}')
+        try:
+            now = parse_iso(body["now"])
+        except ValueError as exc:
+            raise ApiError(400, "invalid_request", f"now: {exc}") from None
+        frozen = body.get("frozen", False)
+        if not isinstance(frozen, bool):
+            raise ApiError(400, "invalid_request", "frozen must be true or false")
+        await services.admin.set_clock(now, frozen)
+        return ok(services.runtime.clock.describe())
+
+    async def advance(request: Request) -> Response:
+        body = await json_body(request)
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ApiError(400, "invalid_request", 'give {"seconds": N}')
+        await services.admin.advance_clock(float(seconds))
+        return ok(services.runtime.clock.describe())
+
+    routes = [
+        Route("/api/v1/health", health, methods=["GET"]),
+        Route("/api/v1/org", put_org, methods=["PUT"]),
+        Route("/api/v1/corps", corps, methods=["GET"]),
+        Route("/api/v1/corps/{corp_id}/users/{userid}/messages", inbox, methods=["GET"]),
+        Route("/api/v1/messages/{message_id}", message, methods=["GET"]),
+        Route("/api/v1/messages/{message_id}/read", read, methods=["POST"]),
+        Route("/api/v1/tasks/{task_id}", task, methods=["GET"]),
+        Route("/api/v1/dispatch/drain", control(drain), methods=["POST"]),
+        Route("/api/v1/reset", control(reset), methods=["POST"]),
+        Route("/api/v1/clock", get_clock, methods=["GET"]),
+        Route("/api/v1/clock", control(put_clock), methods=["PUT"]),
+        Route("/api/v1/clock/advance", control(advance), methods=["POST"]),
+    ]
+    return Router(routes=routes)

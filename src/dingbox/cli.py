@@ -1,0 +1,183 @@
+"""The `dingbox` command (DESIGN §5): serve, dispatch, org load, org export.
+
+Exit codes: 0 done, 1 runtime failure, 2 usage or configuration error (with a one-line reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from dingbox.domain.org import OrgError
+from dingbox.settings import LIMIT_PROFILES, SETTINGS_BY_NAME, Settings, SettingsError
+from dingbox.store import Store, StoreError, is_postgres, open_store, org_sql
+
+DEMO_CORP = "dingdemo"
+
+
+def fail(reason: str, code: int = 2) -> NoReturn:
+    click.echo(f"dingbox: {reason}", err=True)
+    sys.exit(code)
+
+
+def _help(name: str) -> str:
+    setting = SETTINGS_BY_NAME[name]
+    return f"{setting.help} [env {setting.env}]"
+
+
+def _settings(**explicit: Any) -> Settings:
+    try:
+        return Settings.build(explicit, os.environ)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def _open(url: str) -> Store:
+    try:
+        return open_store(url)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def _load_files(store: Store, paths: tuple[str, ...]) -> None:
+    from dingbox.services.org import load_document_tx, read_org_file
+
+    for path in paths:
+        try:
+            store.write_sync(load_document_tx, read_org_file(path))
+        except OrgError as exc:
+            store.close()
+            fail(f"invalid_org: {path}: {exc}" if not str(exc).startswith(path) else f"invalid_org: {exc}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dingbox")
+def main() -> None:
+    """dingbox: a self-hosted, DingTalk-compatible messaging server."""
+
+
+@main.command()
+@click.option("--host", default=None, help=_help("host"))
+@click.option("--port", type=int, default=None, help=_help("port"))
+@click.option("--db", default=None, help=_help("db"))
+@click.option("--org", "org", multiple=True, help=_help("org"))
+@click.option("--no-demo", is_flag=True, default=None, help=_help("no_demo"))
+@click.option("--limits", type=click.Choice(LIMIT_PROFILES), default=None, help=_help("limits"))
+@click.option("--dispatchers", type=int, default=None, help=_help("dispatchers"))
+@click.option("--auth", default=None, help=_help("auth"))
+@click.option("--test-controls", is_flag=True, default=None, help=_help("test_controls"))
+@click.option("--dispatch-delay", type=float, default=None, help=_help("dispatch_delay"))
+@click.option("--batch-size", type=int, default=None, help=_help("batch_size"))
+@click.option("--batch-pause", type=float, default=None, help=_help("batch_pause"))
+@click.option("--body-limit", type=int, default=None, help=_help("body_limit"))
+@click.option("--log-level", default=None, help=_help("log_level"))
+def serve(org: tuple[str, ...], **options: Any) -> None:
+    """Serve the DingTalk APIs, the dingbox API and the web UI."""
+    settings = _settings(org=org or None, **options)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if is_postgres(settings.db):
+        fail("PostgreSQL support is not built yet; use a sqlite:/// URL")
+    store = _open(settings.db)
+    _load_files(store, settings.org)
+    if not settings.org and not settings.no_demo and store.read_sync(org_sql.is_empty):
+        from dingbox.services.org import demo_document, load_document_tx
+
+        store.write_sync(load_document_tx, demo_document())
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        store.close()
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
+    port = sock.getsockname()[1]
+    _run(settings, store, sock, port)
+
+
+def _announce(settings: Settings, store: Store, port: int) -> None:
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    lines = [f"ui=http://{shown}:{port}/ui/", f"api=http://{shown}:{port}/"]
+    corps = {c["corp_id"]: c for c in store.read_sync(org_sql.corps_overview)}
+    demo = corps.get(DEMO_CORP)
+    if demo is not None:
+        internal = next((a for a in demo["apps"] if a["type"] == "internal"), None)
+        isv = next((a for a in demo["apps"] if a["type"] == "isv"), None)
+        suites = dict(store.read_sync(lambda tx: tx.all("SELECT suite_key, suite_secret FROM suites")))
+        lines.append(f"corp_id={DEMO_CORP}")
+        if internal:
+            lines += [f"agent_id={internal['agent_id']}", f"app_key={internal['app_key']}", f"app_secret={internal['app_secret']}"]
+        if isv and isv["suite_key"] in suites:
+            lines += [f"suite_key={isv['suite_key']}", f"suite_secret={suites[isv['suite_key']]}"]
+        if demo["robots"]:
+            lines.append(f"robot_code={demo['robots'][0]['robot_code']}")
+        if demo["templates"]:
+            lines.append(f"template_id={demo['templates'][0]['template_id']}")
+    click.echo("\n".join(lines))
+    sys.stdout.flush()
+
+
+def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> None:
+    import uvicorn
+
+    from dingbox.app import create_app
+
+    app = create_app(settings, store)
+    _announce(settings, store, port)
+    config = uvicorn.Config(
+        app, log_level=settings.log_level, access_log=settings.log_level == "debug", lifespan="on", timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except Exception as exc:  # a crash of the server itself: report it in one line
+        fail(f"server failed: {exc}", 1)
+    finally:
+        store.close()
+
+
+@main.command()
+@click.option("--db", default=None, help=_help("db"))
+@click.option("--dispatchers", type=int, default=None, help=_help("dispatchers"))
+def dispatch(**options: Any) -> None:
+    """Run dispatcher loops only, against a PostgreSQL store shared with `serve` processes."""
+    settings = _settings(**options)
+    if not is_postgres(settings.db):
+        fail("dispatch runs beside serve on a shared PostgreSQL store; a SQLite store is dispatched by its serve")
+    fail("PostgreSQL support is not built yet")
+
+
+@main.group()
+def org() -> None:
+    """Load or export the org (corps, departments, users, apps, robots, templates, groups)."""
+
+
+@org.command("load")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--db", default=None, help=_help("db"))
+def org_load(files: tuple[str, ...], db: str | None) -> None:
+    """Load or replace the corps named in FILES (YAML or JSON)."""
+    settings = _settings(db=db)
+    store = _open(settings.db)
+    _load_files(store, files)
+    store.close()
+    click.echo(f"loaded {len(files)} file(s) into {settings.db}")
+
+
+@org.command("export")
+@click.option("--db", default=None, help=_help("db"))
+def org_export(db: str | None) -> None:
+    """Print the org as YAML."""
+    from dingbox.services.org import export_yaml
+
+    settings = _settings(db=db)
+    store = _open(settings.db)
+    try:
+        click.echo(export_yaml(store.read_sync(org_sql.export_document)), nl=False)
+    finally:
+        store.close()

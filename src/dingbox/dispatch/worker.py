@@ -1,0 +1,110 @@
+"""Dispatcher loops: wake on a new task, a poll or stop; claim; resolve; decide and write batch by batch.
+
+A wake-up is only a hint — the poll guarantees progress — and stopping is an event, never a
+cancellation in the middle of a batch: the batch in flight commits or was never begun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+
+from dingbox.clock import calendar_minute, dingtalk_day
+from dingbox.runtime import Runtime
+from dingbox.store import dispatch_sql
+from dingbox.store.task_sql import TaskRow
+
+log = logging.getLogger("dingbox.dispatch")
+POLL_SECONDS = 0.5
+
+
+class Dispatcher:
+    def __init__(self, runtime: Runtime, loops: int) -> None:
+        self.rt = runtime
+        self.loops = loops
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ident = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        for n in range(self.loops):
+            self._tasks.append(asyncio.create_task(self._loop(f"{self._ident}-{n}"), name=f"dispatcher-{n}"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _loop(self, owner: str) -> None:
+        while not self._stop.is_set():
+            try:
+                task = await self.rt.store.write(dispatch_sql.claim_next, owner, time.time())
+                if task is None:
+                    await self._idle()
+                    continue
+                await self._run(task, owner)
+            except Exception:
+                log.exception("dispatcher %s failed; retrying", owner)
+                await self._sleep(POLL_SECONDS)
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        timeout = POLL_SECONDS
+        ready_at = await self.rt.store.read(dispatch_sql.next_ready_at)
+        if ready_at is not None:
+            timeout = max(0.005, min(timeout, ready_at - time.time()))
+        await self._sleep(timeout, wake=True)
+
+    async def _sleep(self, seconds: float, *, wake: bool = False) -> None:
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if wake:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
+        done, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for fut in pending:
+            fut.cancel()
+
+    async def _run(self, task: TaskRow, owner: str) -> None:
+        app = self.rt.directory.apps.get(task.agent_id or 0)
+        visibility = app.visible_to if app else None
+        plan = await self.rt.store.read(
+            dispatch_sql.resolve,
+            task.corp_id,
+            _json_list(task.userids),
+            _json_list(task.dept_ids),
+            bool(task.to_all_user),
+            visibility,
+        )
+        total = len(plan.recipients)
+        now = self.rt.clock.now()
+        if not await self.rt.store.write(dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now):
+            return
+        limits = self.rt.limits.for_app(task.is_isv, app.limits if app else {}, template=task.source == "template")
+        day, minute = dingtalk_day(task.accepted_at), calendar_minute(task.accepted_at)
+        size = self.rt.settings.batch_size
+        pos = task.cursor
+        while pos < total and not self._stop.is_set():
+            batch = plan.recipients[pos : pos + size]
+            result = await self.rt.store.write(
+                dispatch_sql.apply_batch,
+                task, owner, pos, batch, plan.visible, limits, day, minute, self.rt.clock.now(), time.time(),
+            )
+            if not result.ok:
+                return
+            pos += len(batch)
+            if self.rt.settings.batch_pause and pos < total:
+                await self._sleep(self.rt.settings.batch_pause)
+
+
+def _json_list(text: str) -> list[str]:
+    import orjson
+
+    return [str(v) for v in orjson.loads(text)]

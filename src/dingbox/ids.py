@@ -1,0 +1,39 @@
+"""Identifiers shaped like DingTalk's, so client code that parses them meets the real shapes."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import string
+import uuid
+
+_LOWER_ALNUM = string.ascii_lowercase + string.digits
+_TASK_ID_LOW, _TASK_ID_HIGH = 2**38, 2**53
+
+
+def task_id() -> int:
+    """A random integer between 2^38 and 2^53: large enough to break 32-bit parsing, JSON-safe."""
+    return _TASK_ID_LOW + secrets.randbelow(_TASK_ID_HIGH - _TASK_ID_LOW)
+
+
+def request_id() -> str:
+    """oapi `request_id`: 13 lowercase letters and digits."""
+    return "".join(secrets.choice(_LOWER_ALNUM) for _ in range(13))
+
+
+def v1_request_id() -> str:
+    """v1.0 `requestid`: an uppercase UUID."""
+    return str(uuid.uuid4()).upper()
+
+
+def access_token() -> str:
+    return secrets.token_hex(16)
+
+
+def process_query_key() -> str:
+    """Base64 text that always ends in `==` (31 bytes), so unencoded query strings break."""
+    return base64.b64encode(secrets.token_bytes(31)).decode()
+
+
+def media_id() -> str:
+    return "@" + base64.urlsafe_b64encode(secrets.token_bytes(18)).decode().rstrip("=")

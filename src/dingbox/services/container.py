@@ -1,0 +1,37 @@
+"""The services of one process, built once by the app factory and handed to every adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dingbox.runtime import Runtime
+from dingbox.services.admin import AdminService
+from dingbox.services.inbox import InboxService
+from dingbox.services.notifications import NotificationService
+from dingbox.services.org import OrgService
+from dingbox.services.tokens import TokenService
+
+
+@dataclass
+class Services:
+    runtime: Runtime
+    tokens: TokenService
+    org: OrgService
+    notifications: NotificationService
+    inbox: InboxService
+    admin: AdminService
+
+    @classmethod
+    def build(cls, runtime: Runtime) -> Services:
+        tokens = TokenService(runtime)
+        org = OrgService(runtime)
+        notifications = NotificationService(runtime)
+        inbox = InboxService(runtime)
+        return cls(
+            runtime=runtime,
+            tokens=tokens,
+            org=org,
+            notifications=notifications,
+            inbox=inbox,
+            admin=AdminService(runtime, tokens),
+        )

@@ -1,0 +1,154 @@
+"""What recipients got: inboxes, single messages, reading them, and task details (the /api/v1 views)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+
+from dingbox.clock import iso
+from dingbox.domain.pipeline import Outcome
+from dingbox.runtime import Runtime
+from dingbox.store import result_sql, task_sql
+from dingbox.store.result_sql import MessageRow
+from dingbox.store.task_sql import TaskRow
+
+MAX_PAGE = 200
+_OUTCOME_NAMES = {Outcome.FORBIDDEN: "forbidden", Outcome.INVALID: "invalid", Outcome.FAILED: "failed"}
+
+
+class MessageRecalled(Exception):
+    """Reading a recalled message: DingTalk shows it as withdrawn, so it cannot become read."""
+
+
+def message_json(row: MessageRow) -> dict[str, Any]:
+    msg = orjson.loads(row.msg)
+    content = msg.get(row.msgtype, msg)
+    status_bar = orjson.loads(row.status_bar) if row.status_bar else None
+    if status_bar is None and row.msgtype == "oa" and isinstance(content, dict):
+        status_bar = content.get("status_bar")
+    return {
+        "id": row.id,
+        "seq": row.seq,
+        "corp_id": row.corp_id,
+        "userid": row.userid,
+        "open_conversation_id": row.open_conversation_id,
+        "source": row.source,
+        "agent_id": row.agent_id,
+        "robot_code": row.robot_code,
+        "task_id": row.task_id,
+        "process_query_key": row.process_query_key,
+        "template_id": row.template_id,
+        "template_data": orjson.loads(row.template_data) if row.template_data else None,
+        "msgtype": row.msgtype,
+        "content": content,
+        "status_bar": status_bar,
+        "created_at": iso(row.created_at),
+        "read": row.read_at is not None,
+        "read_at": iso(row.read_at) if row.read_at is not None else None,
+        "recalled": bool(row.recalled),
+    }
+
+
+def recipient_outcome(outcome: int, read: bool, recalled: bool) -> str:
+    if outcome == Outcome.DELIVERED:
+        return "recalled" if recalled else "read" if read else "delivered"
+    return _OUTCOME_NAMES[Outcome(outcome)]
+
+
+class InboxService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    async def messages(
+        self, corp_id: str, userid: str, *, limit: int, before: int | None, source: str | None, unread: bool
+    ) -> dict[str, Any]:
+        store = self.rt.store
+        anchor = await store.read(result_sql.message_by_id, before) if before is not None else None
+        rows = await store.read(
+            result_sql.inbox_page, corp_id, userid, limit=limit, before=anchor, source=source, unread=unread
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"messages": [message_json(r) for r in rows], "next_before": rows[-1].id if more and rows else None}
+
+    async def message(self, message_id: int) -> dict[str, Any] | None:
+        row = await self.rt.store.read(result_sql.message_by_id, message_id)
+        return None if row is None else message_json(row)
+
+    async def mark_read(self, message_id: int) -> dict[str, Any] | None:
+        row = await self.rt.store.read(result_sql.message_by_id, message_id)
+        if row is None:
+            return None
+        if row.recalled:
+            raise MessageRecalled()
+        if row.read_at is None:
+            row = await self.rt.store.write(result_sql.mark_read, message_id, self.rt.clock.now())
+            if row is None:
+                return None
+            if row.recalled:
+                raise MessageRecalled()
+        return message_json(row)
+
+    async def task(self, task_id: int, *, wait: float, cursor: int, limit: int) -> dict[str, Any] | None:
+        store = self.rt.store
+        deadline = time.monotonic() + wait
+        task = await store.read(task_sql.task_by_id, task_id)
+        while task is not None and task.status != 2 and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+            task = await store.read(task_sql.task_by_id, task_id)
+        if task is None:
+            return None
+        return await self._task_json(task, cursor, limit)
+
+    async def _task_json(self, task: TaskRow, cursor: int, limit: int) -> dict[str, Any]:
+        store = self.rt.store
+        counts: dict[str, int] = {}
+        for outcome, read, recalled, n in await store.read(result_sql.outcome_counts, task.seq):
+            name = recipient_outcome(outcome, bool(read), bool(recalled))
+            counts[name] = counts.get(name, 0) + n
+        page = await store.read(result_sql.recipient_page, task.seq, cursor, limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        return {
+            "task_id": task.task_id,
+            "corp_id": task.corp_id,
+            "agent_id": task.agent_id,
+            "source": task.source,
+            "status": task.status,
+            "progress_in_percent": task.progress_in_percent,
+            "accepted_at": iso(task.accepted_at),
+            "finished_at": iso(task.finished_at) if task.finished_at is not None else None,
+            "request": orjson.loads(task.request),
+            "counts": counts,
+            "warnings": orjson.loads(task.warnings),
+            "invalid_dept_ids": orjson.loads(task.invalid_dept_ids),
+            "recipients": [
+                {
+                    "userid": userid,
+                    "outcome": recipient_outcome(outcome, read_at is not None, bool(recalled)),
+                    "reason": reason,
+                    "code": code,
+                    "message_id": message_id if outcome == Outcome.DELIVERED else None,
+                }
+                for _pos, userid, outcome, reason, code, message_id, read_at, recalled in page
+            ],
+            "next_cursor": page[-1][0] + 1 if more and page else None,
+        }
+
+    async def pending(self) -> tuple[int, float]:
+        count, oldest = await self.rt.store.read(task_sql.pending_stats)
+        lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+        return count, lag
+
+    async def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            count, _ = await self.pending()
+            if count == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)

@@ -1,0 +1,185 @@
+"""Work notifications (spec §3): accept asyncsend_v2, then progress, results, recall and the status bar.
+
+Accepting validates everything a caller can get wrong synchronously and stores the task durably
+before its `task_id` is returned; who receives it is decided later by the dispatcher (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dingbox import errors
+from dingbox.domain.directory import AppInfo, Principal
+from dingbox.domain.messages import canonical_json, check_size, content_hash, validate_message
+from dingbox.domain.messages import _status_bar as validate_status_bar
+from dingbox.params import Params
+from dingbox.runtime import Runtime
+from dingbox.store import result_sql, task_sql
+from dingbox.store.task_sql import NewTask, TaskRow
+
+NOTIFICATION_SOURCES = ("work_notification", "template")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    invalid_user_id_list: list[str]
+    forbidden_user_id_list: list[str]
+    failed_user_id_list: list[str]
+    read_user_id_list: list[str]
+    unread_user_id_list: list[str]
+    invalid_dept_id_list: list[Any]
+    forbidden_list: list[dict[str, Any]]
+
+
+class NotificationService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.on_accept: Callable[[], None] = lambda: None
+
+    # -- accepting ------------------------------------------------------------------------------
+
+    def _owned_app(self, principal: Principal, agent_id: int) -> AppInfo:
+        app = self.rt.directory.apps.get(agent_id)
+        if agent_id not in principal.agent_ids or app is None:
+            raise errors.AgentIdInvalid()
+        return app
+
+    async def asyncsend_v2(self, principal: Principal, params: Params) -> TaskRow:
+        agent_id = params.integer("agent_id")
+        assert agent_id is not None
+        if not params.has("msg"):
+            raise errors.MissingParameter("msg")
+        app = self._owned_app(principal, agent_id)
+        userids = params.id_list("userid_list")
+        dept_ids = params.id_list("dept_id_list")
+        to_all = params.boolean("to_all_user")
+        if to_all and app.is_isv:
+            raise errors.NoPermission()
+        if not userids and not dept_ids and not to_all:
+            raise errors.MissingParameter("userid_list/dept_id_list")
+        limits = self.rt.limits.for_app(app.is_isv, app.limits)
+        if limits.userid_list is not None and len(userids) > limits.userid_list:
+            raise errors.UserListTooLong()
+        if limits.dept_id_list is not None and len(dept_ids) > limits.dept_id_list:
+            raise errors.DeptListTooLong()
+        msg, raw_text = params.json_object("msg")
+        assert msg is not None
+        check_size(msg, raw_text)
+        canonical = validate_message(msg)
+        body = canonical_json(canonical)
+        task = NewTask(
+            source="work_notification",
+            corp_id=app.corp_id,
+            agent_id=agent_id,
+            app_type=app.type,
+            request=params.values,
+            msgtype=canonical["msgtype"],
+            msg=body,
+            content_hash=content_hash(body),
+            userids=userids,
+            dept_ids=dept_ids,
+            to_all_user=to_all,
+            warnings=params.warnings,
+            not_before=time.time() + self.rt.settings.dispatch_delay,
+        )
+        return await self.accept(task)
+
+    async def accept(self, task: NewTask) -> TaskRow:
+        """Store a task with the virtual time of the accepting transaction, then wake a dispatcher."""
+        row = await self.rt.store.write(_insert_now, task, self.rt.clock.now)
+        self.on_accept()
+        return row
+
+    # -- reading back ---------------------------------------------------------------------------
+
+    async def owned_task(self, principal: Principal, params: Params, name: str = "task_id") -> TaskRow:
+        """The caller's task; unknown ids and other apps' tasks give the same error (no oracle)."""
+        task_id = params.integer(name)
+        agent_id = params.integer("agent_id", required=False)
+        task = await self.rt.store.read(task_sql.task_by_id, task_id)
+        if (
+            task is None
+            or task.source not in NOTIFICATION_SOURCES
+            or task.corp_id != principal.corp_id
+            or task.agent_id not in principal.agent_ids
+            or (agent_id is not None and agent_id != task.agent_id)
+        ):
+            raise errors.TaskInvalid(name)
+        return task
+
+    def _within(self, task: TaskRow, window: int, name: str, what: str) -> None:
+        if self.rt.clock.now() - task.accepted_at > window:
+            raise errors.TaskInvalid(name, what)
+
+    async def send_result(self, principal: Principal, params: Params) -> SendResult:
+        task = await self.owned_task(principal, params)
+        self._within(task, self.rt.limits.result_window, "task_id", "只能查询24小时内的发送结果")
+        cap = self.rt.limits.result_max_recipients
+        size = task.total if task.total is not None else len(task_sql_userids(task))
+        if cap is not None and size > cap:
+            raise errors.CallTimeout()
+        rows = await self.rt.store.read(result_sql.result_rows, task.seq)
+        return build_send_result(task, rows, self.rt.limits.for_app(task.is_isv, self._app_limits(task)))
+
+    def _app_limits(self, task: TaskRow) -> Any:
+        app = self.rt.directory.apps.get(task.agent_id or 0)
+        return app.limits if app else {}
+
+    async def recall(self, principal: Principal, params: Params) -> None:
+        task = await self.owned_task(principal, params, "msg_task_id")
+        self._within(task, self.rt.limits.recall_window, "msg_task_id", "消息已超过撤回时限")
+        await self.rt.store.write(task_sql.recall_task, task.seq, self.rt.clock.now())
+
+    async def update_status_bar(self, principal: Principal, params: Params) -> None:
+        task = await self.owned_task(principal, params)
+        if task.msgtype != "oa":
+            raise errors.TaskInvalid("task_id", "只有OA消息可以更新状态栏")
+        self._within(task, self.rt.limits.status_bar_window, "task_id", "只能更新7天内的消息状态栏")
+        bar = {"status_value": params.text("status_value"), "status_bg": params.text("status_bg", required=False)}
+        if bar["status_bg"] is None:
+            del bar["status_bg"]
+        validate_status_bar(bar, "status_bar")
+        await self.rt.store.write(task_sql.update_status_bar, task.seq, bar)
+
+
+def task_sql_userids(task: TaskRow) -> list[str]:
+    import orjson
+
+    return list(orjson.loads(task.userids))
+
+
+def _insert_now(tx: Any, task: NewTask, now: Callable[[], float]) -> TaskRow:
+    return task_sql.insert_task(tx, task, now())
+
+
+def build_send_result(task: TaskRow, rows: list[tuple[Any, ...]], limits: Any) -> SendResult:
+    """getsendresult's lists from the task's rows: (userid, outcome, reason, code, read_at)."""
+    import orjson
+
+    from dingbox.domain.pipeline import Outcome, threshold
+
+    invalid, forbidden, failed, read, unread = [], [], [], [], []
+    forbidden_list = []
+    for userid, outcome, reason, code, read_at in rows:
+        if outcome == Outcome.DELIVERED:
+            (read if read_at is not None else unread).append(userid)
+        elif outcome == Outcome.FORBIDDEN:
+            forbidden.append(userid)
+            if code is not None:
+                forbidden_list.append({"code": code, "count": threshold(reason, limits), "userid": userid})
+        elif outcome == Outcome.INVALID:
+            invalid.append(userid)
+        else:
+            failed.append(userid)
+    return SendResult(
+        invalid_user_id_list=invalid,
+        forbidden_user_id_list=forbidden,
+        failed_user_id_list=failed,
+        read_user_id_list=read,
+        unread_user_id_list=unread,
+        invalid_dept_id_list=list(orjson.loads(task.invalid_dept_ids)),
+        forbidden_list=forbidden_list,
+    )

@@ -1,0 +1,70 @@
+"""Loading and exporting the org (DESIGN §6): validate against the ids other corps own, replace whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from dingbox.domain.org import OrgError, parse_document
+from dingbox.runtime import Runtime
+from dingbox.store import org_sql
+from dingbox.store.base import Tx
+
+
+def read_org_file(path: str | Path) -> Any:
+    """Parse a YAML or JSON org file; OrgError (with the file name) when it cannot be read."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OrgError(str(path), f"cannot read: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            return orjson.loads(text)
+        return yaml.safe_load(text)
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        raise OrgError(str(path), f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+
+
+def demo_document() -> Any:
+    return yaml.safe_load((Path(__file__).parent.parent / "demo_org.yaml").read_text(encoding="utf-8"))
+
+
+def _named_corps(raw: Any) -> list[str]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("corps"), list):
+        return []
+    return [str(c["corp_id"]) for c in raw["corps"] if isinstance(c, dict) and isinstance(c.get("corp_id"), str | int)]
+
+
+def load_document_tx(tx: Tx, raw: Any) -> dict[str, int]:
+    """Validate and write in one transaction, so the uniqueness check sees what it replaces."""
+    doc = parse_document(raw, org_sql.taken_ids(tx, _named_corps(raw)))
+    return org_sql.replace_document(tx, doc)
+
+
+class OrgService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    async def load(self, raw: Any) -> dict[str, int]:
+        counts = await self.rt.store.write(load_document_tx, raw)
+        await self.rt.reload_directory()
+        return counts
+
+    def load_sync(self, raw: Any) -> dict[str, int]:
+        return self.rt.store.write_sync(load_document_tx, raw)
+
+    async def overview(self, *, with_secrets: bool) -> list[dict[str, Any]]:
+        corps = await self.rt.store.read(org_sql.corps_overview)
+        if not with_secrets:
+            for corp in corps:
+                for app in corp["apps"]:
+                    app.pop("app_secret", None)
+        return corps
+
+
+def export_yaml(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False)

@@ -1,0 +1,67 @@
+"""The Store interface: units of work run on a transaction, and the dialect-neutral `Tx` they see.
+
+Operations are plain functions `op(tx, ...)` kept in the `*_sql` modules beside this one, written
+with `?` placeholders in SQL both SQLite and PostgreSQL accept. A backend supplies the connection
+handling: `write` runs a unit of work in a durable transaction (SQLite groups concurrent ones into
+one commit), `read` runs one on a read-only snapshot off the event loop.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Row = tuple[Any, ...]
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used (bad URL, locked file, unreachable server)."""
+
+
+class StoreLocked(StoreError):
+    """Another `dingbox serve` owns this SQLite file."""
+
+
+class Tx(Protocol):
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def insert_id(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an INSERT … RETURNING <id> and give the id."""
+
+
+class Store(abc.ABC):
+    url: str
+
+    @abc.abstractmethod
+    async def write(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `op(tx, *args, **kwargs)` in a write transaction; its effects are durable when this returns."""
+
+    @abc.abstractmethod
+    async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `op(tx, *args, **kwargs)` on a consistent read snapshot."""
+
+    @abc.abstractmethod
+    def write_sync(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`write` for callers outside the event loop (the CLI)."""
+
+    @abc.abstractmethod
+    def read_sync(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+def placeholders(n: int) -> str:
+    return ",".join("?" * n)

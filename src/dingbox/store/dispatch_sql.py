@@ -1,0 +1,223 @@
+"""Store operations of the dispatcher: claim a task, resolve its recipients set-wise, decide and write a batch.
+
+A batch's deliveries, its dedup keys (the `deliveries_dedup` index over delivered rows) and its
+counters (the minute count, and the daily count that the same index answers) commit together with
+the task's cursor, so a crash loses a whole batch or none of it and a restart resumes at the cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from dingbox.domain.limits import AppLimits
+from dingbox.domain.org import ROOT_DEPT, Visibility
+from dingbox.domain.pipeline import BatchFacts, Decision, Outcome, Recipient, decide_batch
+from dingbox.store.base import Tx, placeholders
+from dingbox.store.task_sql import TASK_COLUMNS, TaskRow
+
+CHUNK = 500  # bound parameters per IN list, well under every backend's limit
+CLAIM_LEASE = 60.0  # seconds a claim lives without progress before another dispatcher may take it
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+# -- claiming -------------------------------------------------------------------------------------
+
+
+def release_claims(tx: Tx) -> int:
+    """At start of a process that owns the whole store: tasks claimed by a dead process are free."""
+    return tx.execute("UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by IS NOT NULL")
+
+
+def claim_next(tx: Tx, owner: str, now_real: float) -> TaskRow | None:
+    """The oldest ready task whose app has no earlier unfinished task (apps decide in accept order)."""
+    row = tx.one(
+        "SELECT t.seq FROM tasks t WHERE t.status < 2 AND t.not_before <= ?"
+        " AND (t.claimed_by IS NULL OR t.claimed_at < ?)"
+        " AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.status < 2 AND e.agent_id = t.agent_id AND e.seq < t.seq)"
+        " ORDER BY t.seq LIMIT 1",
+        (now_real, now_real - CLAIM_LEASE),
+    )
+    if row is None:
+        return None
+    tx.execute("UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq = ?", (owner, now_real, row[0]))
+    task = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?", (row[0],))
+    return None if task is None else TaskRow(*task)
+
+
+def next_ready_at(tx: Tx) -> float | None:
+    row = tx.one("SELECT MIN(not_before) FROM tasks WHERE status < 2 AND claimed_by IS NULL")
+    return None if row is None else row[0]
+
+
+# -- resolving ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipients: list[Recipient]
+    invalid_dept_ids: list[int | str]
+    visible: frozenset[str] | None
+
+
+_SUBTREE = (
+    "WITH RECURSIVE sub(dept_id) AS ("
+    " SELECT dept_id FROM departments WHERE corp_id = ? AND dept_id IN ({roots})"
+    " UNION SELECT d.dept_id FROM departments d JOIN sub ON d.parent_id = sub.dept_id WHERE d.corp_id = ?)"
+)
+
+
+def resolve(
+    tx: Tx, corp_id: str, userids: Sequence[str], dept_ids: Sequence[str], to_all: bool, visible: Visibility | None
+) -> Plan:
+    """userid_list order, then users of the departments' subtrees by department id and userid; deduplicated."""
+    known: dict[str, bool] = {}
+    for chunk in _chunks(userids):
+        for userid, active in tx.all(
+            f"SELECT userid, active FROM users WHERE corp_id = ? AND userid IN ({placeholders(len(chunk))})",
+            (corp_id, *chunk),
+        ):
+            known[userid] = bool(active)
+    recipients = [Recipient(u, known.get(u)) for u in userids]
+    invalid: list[int | str] = []
+    roots: list[int] = []
+    for raw in dept_ids:
+        if not raw.isdigit():
+            invalid.append(raw)
+            continue
+        dept = int(raw)
+        if tx.one("SELECT 1 FROM departments WHERE corp_id = ? AND dept_id = ?", (corp_id, dept)) is None:
+            invalid.append(dept)
+        else:
+            roots.append(dept)
+    if to_all:
+        roots = [ROOT_DEPT]
+    if roots:
+        seen = set(userids)
+        for userid, active in _subtree_users(tx, corp_id, roots):
+            if userid not in seen:
+                seen.add(userid)
+                recipients.append(Recipient(userid, bool(active)))
+    return Plan(recipients, invalid, _visible_set(tx, corp_id, visible))
+
+
+def _subtree_users(tx: Tx, corp_id: str, roots: Sequence[int]) -> list[tuple[str, int]]:
+    sql = (
+        _SUBTREE.format(roots=placeholders(len(roots)))
+        + " SELECT ud.userid, u.active FROM user_depts ud JOIN sub ON ud.dept_id = sub.dept_id"
+        " JOIN users u ON u.corp_id = ud.corp_id AND u.userid = ud.userid"
+        " WHERE ud.corp_id = ? GROUP BY ud.userid, u.active ORDER BY MIN(ud.dept_id), ud.userid"
+    )
+    return [(r[0], r[1]) for r in tx.all(sql, (corp_id, *roots, corp_id, corp_id))]
+
+
+def _visible_set(tx: Tx, corp_id: str, visible: Visibility | None) -> frozenset[str] | None:
+    if visible is None:
+        return None
+    users = set(visible.userids)
+    if visible.dept_ids:
+        users.update(u for u, _ in _subtree_users(tx, corp_id, visible.dept_ids))
+    return frozenset(users)
+
+
+# -- deciding and writing ------------------------------------------------------------------------
+
+
+def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int | str], now: float) -> bool:
+    """Record the resolved size; a task with nobody to decide is finished at once."""
+    import orjson
+
+    changed = tx.execute(
+        "UPDATE tasks SET total = ?, invalid_dept_ids = ?, status = CASE WHEN ? = 0 THEN 2 ELSE 1 END,"
+        " finished_at = CASE WHEN ? = 0 THEN ? ELSE finished_at END,"
+        " claimed_by = CASE WHEN ? = 0 THEN NULL ELSE claimed_by END"
+        " WHERE seq = ? AND claimed_by = ?",
+        (total, orjson.dumps(invalid_dept_ids).decode(), total, total, now, total, seq, owner),
+    )
+    return changed > 0
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    ok: bool
+    decisions: list[Decision | None]
+
+
+def apply_batch(
+    tx: Tx,
+    task: TaskRow,
+    owner: str,
+    pos: int,
+    batch: Sequence[Recipient],
+    visible: frozenset[str] | None,
+    limits: AppLimits,
+    day: int,
+    minute: int,
+    now: float,
+    now_real: float,
+) -> BatchResult:
+    state = tx.one("SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?", (task.seq, owner))
+    if state is None or state[0] != pos:
+        return BatchResult(False, [])  # reset, or another dispatcher took over: stop quietly
+    cursor, delivered_before, recalled_at, total = state
+    deliverable = [r.userid for r in batch if r.active]
+    dedup_owner: dict[str, int] = {}
+    daily: dict[str, int] = {}
+    if task.content_hash is not None:
+        for chunk in _chunks(deliverable):
+            for userid, count, same_task in tx.all(
+                "SELECT userid, COUNT(*), MAX(CASE WHEN content_hash = ? THEN task_seq END) FROM deliveries"
+                f" WHERE agent_id = ? AND day = ? AND userid IN ({placeholders(len(chunk))})"
+                " AND outcome = 0 AND content_hash IS NOT NULL GROUP BY userid",
+                (task.content_hash, task.agent_id, day, *chunk),
+            ):
+                daily[userid] = count
+                if same_task is not None:
+                    dedup_owner[userid] = same_task
+    minute_row = tx.one("SELECT n FROM minute_counts WHERE agent_id = ? AND minute = ?", (task.agent_id, minute))
+    facts = BatchFacts(
+        visible=visible,
+        dedup_owner=dedup_owner,
+        daily_count=daily,
+        minute_count=minute_row[0] if minute_row else 0,
+        delivered_in_task=delivered_before,
+    )
+    decisions = decide_batch(task.seq, batch, facts, limits, is_isv=task.is_isv, dedup=task.content_hash is not None)
+    recalled = int(recalled_at is not None)
+    rows = []
+    delivered_now = 0
+    for offset, d in enumerate(decisions):
+        if d is None:
+            continue
+        delivering = d.outcome is Outcome.DELIVERED
+        delivered_now += delivering
+        rows.append(
+            (
+                task.seq, pos + offset, task.corp_id, d.userid, task.agent_id, int(d.outcome), d.reason, d.code,
+                day, task.content_hash if delivering else None, now, recalled if delivering else 0,
+            )
+        )
+    tx.executemany(
+        "INSERT INTO deliveries (task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
+        " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    if delivered_now:
+        tx.execute(
+            "INSERT INTO minute_counts (agent_id, minute, n) VALUES (?, ?, ?)"
+            " ON CONFLICT (agent_id, minute) DO UPDATE SET n = minute_counts.n + excluded.n",
+            (task.agent_id, minute, delivered_now),
+        )
+    new_cursor = cursor + len(batch)
+    finished = total is not None and new_cursor >= total
+    tx.execute(
+        "UPDATE tasks SET cursor = ?, delivered = delivered + ?, claimed_at = ?,"
+        " status = ?, finished_at = ?, claimed_by = ? WHERE seq = ?",
+        (new_cursor, delivered_now, now_real, 2 if finished else 1, now if finished else None,
+         None if finished else owner, task.seq),
+    )
+    return BatchResult(True, decisions)

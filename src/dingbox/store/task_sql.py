@@ -1,0 +1,160 @@
+"""Store operations on send tasks: accept, look up, progress, recall, status bar, reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dingbox import ids
+from dingbox.store.base import Tx
+
+TASK_COLUMNS = (
+    "seq, task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash, userids, dept_ids,"
+    " to_all_user, template_id, template_data, robot_code, process_query_key, open_conversation_id, warnings,"
+    " accepted_at, not_before, status, total, cursor, delivered, invalid_dept_ids, finished_at, recalled_at,"
+    " status_bar"
+)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    source: str
+    corp_id: str
+    agent_id: int | None
+    app_type: str
+    request: dict[str, Any]
+    msgtype: str
+    msg: bytes  # canonical JSON
+    content_hash: bytes | None
+    userids: list[str]
+    dept_ids: list[str]
+    to_all_user: bool
+    warnings: list[str]
+    not_before: float
+    template_id: str | None = None
+    template_data: dict[str, Any] | None = None
+    robot_code: str | None = None
+    process_query_key: str | None = None
+    open_conversation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    seq: int
+    task_id: int
+    source: str
+    corp_id: str
+    agent_id: int | None
+    app_type: str
+    request: str
+    msgtype: str
+    msg: str
+    content_hash: bytes | None
+    userids: str
+    dept_ids: str
+    to_all_user: int
+    template_id: str | None
+    template_data: str | None
+    robot_code: str | None
+    process_query_key: str | None
+    open_conversation_id: str | None
+    warnings: str
+    accepted_at: float
+    not_before: float
+    status: int
+    total: int | None
+    cursor: int
+    delivered: int
+    invalid_dept_ids: str
+    finished_at: float | None
+    recalled_at: float | None
+    status_bar: str | None
+
+    @property
+    def progress_in_percent(self) -> int:
+        if self.status == 2:
+            return 100
+        if not self.total:
+            return 0
+        return min(99, self.cursor * 100 // self.total)
+
+    @property
+    def is_isv(self) -> bool:
+        return self.app_type == "isv"
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def insert_task(tx: Tx, task: NewTask, accepted_at: float) -> TaskRow:
+    """Record an accepted task; `accepted_at` is the virtual time of this very transaction."""
+    while True:
+        task_id = ids.task_id()
+        if tx.one("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)) is None:
+            break
+    seq = tx.insert_id(
+        "INSERT INTO tasks (task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash,"
+        " userids, dept_ids, to_all_user, template_id, template_data, robot_code, process_query_key,"
+        " open_conversation_id, warnings, accepted_at, not_before)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        (
+            task_id,
+            task.source,
+            task.corp_id,
+            task.agent_id,
+            task.app_type,
+            _dumps(task.request),
+            task.msgtype,
+            task.msg.decode(),
+            task.content_hash,
+            _dumps(task.userids),
+            _dumps(task.dept_ids),
+            int(task.to_all_user),
+            task.template_id,
+            None if task.template_data is None else _dumps(task.template_data),
+            task.robot_code,
+            task.process_query_key,
+            task.open_conversation_id,
+            _dumps(task.warnings),
+            accepted_at,
+            task.not_before,
+        ),
+    )
+    found = task_by_seq(tx, seq)
+    assert found is not None
+    return found
+
+
+def task_by_seq(tx: Tx, seq: int) -> TaskRow | None:
+    row = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?", (seq,))
+    return None if row is None else TaskRow(*row)
+
+
+def task_by_id(tx: Tx, task_id: int) -> TaskRow | None:
+    row = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
+    return None if row is None else TaskRow(*row)
+
+
+def recall_task(tx: Tx, seq: int, now: float) -> None:
+    """Recall every delivered copy; copies delivered later by the dispatcher are written recalled."""
+    tx.execute("UPDATE tasks SET recalled_at = COALESCE(recalled_at, ?) WHERE seq = ?", (now, seq))
+    tx.execute("UPDATE deliveries SET recalled = 1 WHERE task_seq = ? AND outcome = 0", (seq,))
+
+
+def update_status_bar(tx: Tx, seq: int, bar: dict[str, Any]) -> None:
+    tx.execute("UPDATE tasks SET status_bar = ? WHERE seq = ?", (_dumps(bar), seq))
+
+
+def pending_stats(tx: Tx) -> tuple[int, float | None]:
+    """(tasks not finished, accepted_at of the oldest of them)."""
+    row = tx.one("SELECT COUNT(*), MIN(not_before) FROM tasks WHERE status < 2")
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
+def reset_traffic(tx: Tx) -> None:
+    for table in ("deliveries", "minute_counts", "tasks", "tokens"):
+        tx.execute(f"DELETE FROM {table}")
+    tx.execute("DELETE FROM meta WHERE key = 'clock'")

@@ -1,0 +1,47 @@
+"""Fixtures: a real `dingbox serve` per test module, reset before each test, and a client for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support import Client, ServerProcess
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server per module, on a fresh SQLite file, with the demo org and test controls."""
+    proc = ServerProcess(tmp_path_factory.mktemp("dingbox") / "dingbox.db", ["--test-controls"]).start()
+    yield proc
+    proc.stop()
+
+
+DEMO_ORG = yaml.safe_load((Path(__file__).parent.parent / "src/dingbox/demo_org.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Client:
+    """A client of the module's server after a reset: no traffic, the demo org as shipped, real time."""
+    c = Client(server.url)
+    c.reset()
+    assert c.load_org(DEMO_ORG).status_code == 200
+    return c
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with their own arguments; each is stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, db: Path | str | None = None, env: dict[str, str] | None = None, **kw: Any) -> ServerProcess:
+        proc = ServerProcess(db or tmp_path / f"s{len(started)}.db", args, env).start(**kw)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
