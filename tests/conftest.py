@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,3 +46,18 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+# In CI a skipped test counts as not run: the session fails instead of passing quietly.
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") == "true" and _skipped and not hasattr(session.config, "workerinput"):
+        print(f"\nCI: {len(_skipped)} test(s) skipped; failing the run: {', '.join(_skipped[:10])}")
+        session.exitstatus = 1
