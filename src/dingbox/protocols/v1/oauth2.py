@@ -9,18 +9,20 @@ if TYPE_CHECKING:
 
 
 async def access_token(call: V1Call) -> dict[str, Any]:
+    """appSecret is optional in the SDK's model: without it the credentials are simply wrong."""
     issued = await call.services.tokens.for_app(call.text("appKey"), call.text("appSecret", required=False))
     return {"accessToken": issued.token, "expireIn": issued.expires_in}
 
 
 async def suite_access_token(call: V1Call) -> dict[str, Any]:
-    issued = await call.services.tokens.for_suite(call.text("suiteKey"), call.text("suiteSecret"))
+    key, secret = call.text("suiteKey"), call.text("suiteSecret")
+    call.text("suiteTicket")  # required by the SDK's model; test apps may pass any ticket (spec §1.4)
+    issued = await call.services.tokens.for_suite(key, secret)
     return {"accessToken": issued.token, "expireIn": issued.expires_in}
 
 
 async def corp_access_token(call: V1Call) -> dict[str, Any]:
-    call.text("suiteTicket", required=False)  # test apps may pass any ticket (spec §1.4)
-    issued = await call.services.tokens.for_suite_in_corp(
-        call.text("suiteKey"), call.text("suiteSecret"), call.text("authCorpId") or ""
-    )
+    key, secret, corp_id = call.text("suiteKey"), call.text("suiteSecret"), call.text("authCorpId")
+    call.text("suiteTicket")  # required by the SDK's model; test apps may pass any ticket (spec §1.4)
+    issued = await call.services.tokens.for_suite_in_corp(key, secret, corp_id or "")
     return {"accessToken": issued.token, "expireIn": issued.expires_in}
