@@ -49,6 +49,11 @@ class Store(abc.ABC):
         """Run `op(tx, *args, **kwargs)` in a write transaction; its effects are durable when this returns."""
 
     @abc.abstractmethod
+    async def write_batched(self, op: Callable[[Any, list[Any]], list[T]], item: Any) -> T:
+        """Like `write`, but concurrent calls of the same `op` may be handed over together:
+        `op(tx, items)` returns one result per item, in order (one multi-row statement for many)."""
+
+    @abc.abstractmethod
     async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `op(tx, *args, **kwargs)` on a consistent read snapshot."""
 

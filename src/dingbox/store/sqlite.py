@@ -15,7 +15,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,13 +72,49 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class _Job:
-    __slots__ = ("op", "args", "kwargs", "future")
+    """A unit of work for the writer, answered through a thread future (sync callers) or an asyncio
+    future of the caller's loop; the latter are settled in one loop callback per group."""
 
-    def __init__(self, op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    __slots__ = ("op", "args", "kwargs", "future", "loop", "result", "batched")
+
+    def __init__(
+        self,
+        op: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        loop: asyncio.AbstractEventLoop | None,
+        batched: bool = False,
+    ) -> None:
         self.op = op
         self.args = args
         self.kwargs = kwargs
-        self.future: Future[Any] = Future()
+        self.loop = loop
+        self.batched = batched
+        self.future: Future[Any] | asyncio.Future[Any] = loop.create_future() if loop else Future()
+        self.result: tuple[bool, Any] = (False, None)
+
+
+def _units(jobs: list[_Job]) -> Iterator[list[_Job]]:
+    """Consecutive batched jobs of one operation run as one call (one multi-row statement)."""
+    unit: list[_Job] = []
+    for job in jobs:
+        if unit and not (job.batched and unit[0].batched and job.op is unit[0].op):
+            yield unit
+            unit = []
+        unit.append(job)
+    if unit:
+        yield unit
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if job.future.done():  # the awaiting request went away
+            continue
+        ok, value = job.result
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
 
 
 class SQLiteStore(Store):
@@ -153,49 +189,78 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _run_group(conn: sqlite3.Connection, tx: SQLiteTx, jobs: list[_Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            for job in jobs:
-                job.future.set_exception(StoreError(f"cannot begin a transaction: {exc}"))
+            SQLiteStore._answer(jobs, StoreError(f"cannot begin a transaction: {exc}"))
             return
-        for job in jobs:
+        for unit in _units(jobs):
             conn.execute("SAVEPOINT job")
             try:
-                result = job.op(tx, *job.args, **job.kwargs)
-            except BaseException as exc:  # the job's own failure; its siblings still commit
+                if unit[0].batched:
+                    results = unit[0].op(tx, [job.args[0] for job in unit])
+                    for job, result in zip(unit, results, strict=True):
+                        job.result = (True, result)
+                else:
+                    job = unit[0]
+                    job.result = (True, job.op(tx, *job.args, **job.kwargs))
+            except BaseException as exc:  # the unit's own failure; the rest of the group still commits
                 conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                outcomes.append((False, exc))
-            else:
-                conn.execute("RELEASE job")
-                outcomes.append((True, result))
+                for job in unit:
+                    job.result = (False, exc)
+            conn.execute("RELEASE job")
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
-            for job in jobs:
-                job.future.set_exception(StoreError(f"commit failed: {exc}"))
+            SQLiteStore._answer(jobs, StoreError(f"commit failed: {exc}"))
             return
-        for job, (ok, value) in zip(jobs, outcomes, strict=True):
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+        SQLiteStore._answer(jobs, None)
 
-    def _submit(self, op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[T]:
+    @staticmethod
+    def _answer(jobs: list[_Job], failure: Exception | None) -> None:
+        if failure is not None:
+            for job in jobs:
+                job.result = (False, failure)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in jobs:
+            if job.loop is None:
+                ok, value = job.result
+                future = job.future
+                assert isinstance(future, Future)
+                future.set_result(value) if ok else future.set_exception(value)
+            else:
+                by_loop.setdefault(job.loop, []).append(job)
+        for loop, loop_jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, loop_jobs)
+            except RuntimeError:  # the loop closed while the job ran
+                pass
+
+    def _submit(self, job: _Job) -> None:
         if self._closed:
             raise StoreError("the store is closed")
-        job = _Job(op, args, kwargs)
         self._queue.put(job)
-        return job.future
 
     async def write(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.wrap_future(self._submit(op, args, kwargs))
+        job = _Job(op, args, kwargs, asyncio.get_running_loop())
+        self._submit(job)
+        result: T = await job.future
+        return result
+
+    async def write_batched(self, op: Callable[[Any, list[Any]], list[T]], item: Any) -> T:
+        job = _Job(op, (item,), {}, asyncio.get_running_loop(), batched=True)
+        self._submit(job)
+        result: T = await job.future
+        return result
 
     def write_sync(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self._submit(op, args, kwargs).result()
+        job = _Job(op, args, kwargs, None)
+        self._submit(job)
+        future = job.future
+        assert isinstance(future, Future)
+        result: T = future.result()
+        return result
 
     # -- reading ----------------------------------------------------------------------------------------
 
