@@ -17,9 +17,10 @@ from starlette.routing import Route, Router
 
 from dingbox.clock import parse_iso
 from dingbox.domain.org import OrgError
+from dingbox.params import MAX_INT64
 from dingbox.protocols.http import json_response
 from dingbox.services.container import Services
-from dingbox.services.inbox import MAX_PAGE, MessageRecalled
+from dingbox.services.inbox import MAX_PAGE, AnchorNotFound, MessageRecalled
 
 JSON = "application/json"
 SOURCES = ("work_notification", "template", "robot", "group_robot")
@@ -55,7 +56,9 @@ async def json_body(request: Request) -> Any:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
 
-def int_arg(request: Request, name: str, default: int | None = None, *, lo: int = 0, hi: int | None = None) -> int | None:
+def int_arg(
+    request: Request, name: str, default: int | None = None, *, lo: int = 0, hi: int = MAX_INT64
+) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -63,7 +66,7 @@ def int_arg(request: Request, name: str, default: int | None = None, *, lo: int 
         value = int(raw)
     except ValueError:
         raise ApiError(400, "invalid_request", f"{name} must be an integer") from None
-    if value < lo or (hi is not None and value > hi):
+    if not lo <= value <= hi:
         raise ApiError(400, "invalid_request", f"{name} must be between {lo} and {hi}")
     return value
 
@@ -82,19 +85,24 @@ def float_arg(request: Request, name: str, default: float, hi: float = 600.0) ->
 
 
 def path_int(request: Request, name: str) -> int:
-    try:
-        return int(request.path_params[name])
-    except ValueError:
-        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}") from None
+    """An id in the path; anything that cannot be one (not digits, beyond int64) names nothing: 404."""
+    raw = request.path_params[name]
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_INT64:
+        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
+    return int(raw)
 
 
 def build(services: Services) -> Router:
     settings = services.runtime.settings
 
-    def control(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def control(
+        handler: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def guarded(request: Request) -> Response:
             if not settings.test_controls and not is_loopback(request):
-                raise ApiError(403, "forbidden", "test controls answer loopback clients only; start with --test-controls")
+                raise ApiError(
+                    403, "forbidden", "test controls answer loopback clients only; start with --test-controls"
+                )
             return await handler(request)
 
         return guarded
@@ -120,14 +128,17 @@ def build(services: Services) -> Router:
         unread = request.query_params.get("unread", "false").lower()
         if unread not in ("true", "false"):
             raise ApiError(400, "invalid_request", "unread must be true or false")
-        page = await services.inbox.messages(
-            request.path_params["corp_id"],
-            request.path_params["userid"],
-            limit=int_arg(request, "limit", 50, lo=1, hi=MAX_PAGE) or 50,
-            before=int_arg(request, "before"),
-            source=source,
-            unread=unread == "true",
-        )
+        try:
+            page = await services.inbox.messages(
+                request.path_params["corp_id"],
+                request.path_params["userid"],
+                limit=int_arg(request, "limit", 50, lo=1, hi=MAX_PAGE) or 50,
+                before=int_arg(request, "before"),
+                source=source,
+                unread=unread == "true",
+            )
+        except AnchorNotFound:
+            raise ApiError(400, "invalid_request", "before: no such message") from None
         return ok(page)
 
     async def message(request: Request) -> Response:

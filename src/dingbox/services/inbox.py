@@ -23,6 +23,10 @@ class MessageRecalled(Exception):
     """Reading a recalled message: DingTalk shows it as withdrawn, so it cannot become read."""
 
 
+class AnchorNotFound(LookupError):
+    """A `before` that names no message: paging from it would silently restart at the newest."""
+
+
 def message_json(row: MessageRow) -> dict[str, Any]:
     msg = orjson.loads(row.msg)
     content = msg.get(row.msgtype, msg)
@@ -66,13 +70,20 @@ class InboxService:
         self, corp_id: str, userid: str, *, limit: int, before: int | None, source: str | None, unread: bool
     ) -> dict[str, Any]:
         store = self.rt.store
-        anchor = await store.read(result_sql.message_by_id, before) if before is not None else None
+        anchor = None
+        if before is not None:
+            anchor = await store.read(result_sql.message_by_id, before)
+            if anchor is None:
+                raise AnchorNotFound(before)
         rows = await store.read(
             result_sql.inbox_page, corp_id, userid, limit=limit, before=anchor, source=source, unread=unread
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        return {"messages": [message_json(r) for r in rows], "next_before": rows[-1].id if more and rows else None}
+        return {
+            "messages": [message_json(r) for r in rows],
+            "next_before": rows[-1].id if more and rows else None,
+        }
 
     async def message(self, message_id: int) -> dict[str, Any] | None:
         row = await self.rt.store.read(result_sql.message_by_id, message_id)

@@ -40,7 +40,8 @@ class MessageRow:
 def result_rows(tx: Tx, task_seq: int) -> list[Row]:
     """(userid, outcome, reason, code, read_at) of every recipient, in decision order."""
     return tx.all(
-        "SELECT userid, outcome, reason, code, read_at FROM deliveries WHERE task_seq = ? ORDER BY pos", (task_seq,)
+        "SELECT userid, outcome, reason, code, read_at FROM deliveries WHERE task_seq = ? ORDER BY pos",
+        (task_seq,),
     )
 
 
@@ -77,7 +78,7 @@ def inbox_page(
     source: str | None,
     unread: bool,
 ) -> list[MessageRow]:
-    """Newest first (created_at, then seq, then id, descending); one row more than `limit` tells more exist."""
+    """Newest first (created_at, seq, id, descending); one row beyond `limit` tells that more exist."""
     where = ["d.corp_id = ?", "d.userid = ?", "d.outcome = 0"]
     params: list[Any] = [corp_id, userid]
     if source:
@@ -86,9 +87,7 @@ def inbox_page(
     if unread:
         where.append("d.read_at IS NULL AND d.recalled = 0")
     if before is not None:
-        where.append(
-            "(d.created_at < ? OR (d.created_at = ? AND (t.seq < ? OR (t.seq = ? AND d.id < ?))))"
-        )
+        where.append("(d.created_at < ? OR (d.created_at = ? AND (t.seq < ? OR (t.seq = ? AND d.id < ?))))")
         params += [before.created_at, before.created_at, before.seq, before.seq, before.id]
     rows = tx.all(
         f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE {' AND '.join(where)}"
@@ -100,6 +99,8 @@ def inbox_page(
 
 def mark_read(tx: Tx, message_id: int, now: float) -> MessageRow | None:
     """Set read_at once (idempotent); the caller checks recall before asking."""
-    tx.execute("UPDATE deliveries SET read_at = ? WHERE id = ? AND outcome = 0 AND read_at IS NULL AND recalled = 0",
-               (now, message_id))
+    tx.execute(
+        "UPDATE deliveries SET read_at = ? WHERE id = ? AND outcome = 0 AND read_at IS NULL AND recalled = 0",
+        (now, message_id),
+    )
     return message_by_id(tx, message_id)
