@@ -17,7 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Router
 
 import dingbox.api.routes
@@ -25,6 +25,7 @@ import dingbox.web.routes
 from dingbox import api, web
 from dingbox.api.routes import ApiError, api_error
 from dingbox.dispatch.worker import Dispatcher
+from dingbox.metrics import Metrics, task_figures
 from dingbox.protocols.oapi import routes as oapi
 from dingbox.protocols.top import gateway as top
 from dingbox.protocols.v1 import routes as v1
@@ -47,6 +48,7 @@ class DingboxApp:
         self._api: Router = api.routes.build(self.services)
         self._web: Router = web.routes.build(self.services)
         self._starlette = Starlette(routes=[], lifespan=self._lifespan)
+        self.metrics = Metrics()
 
     @asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -67,18 +69,29 @@ class DingboxApp:
 
     async def _route(self, request: Request, scope: Any, receive: Any, send: Any) -> Response | None:
         path: str = scope["path"]
+        count = self.metrics.count
         if path.startswith("/v1.0/"):
+            count("v1")
             return await v1.handle(request, self.services)
         if path == "/router/rest":
+            count("top")
             return await top.handle(request, self.services)
         if path.startswith("/api/v1"):
+            count("api")
             return await self._guarded(self._api, request, scope, receive, send, exempt=path == "/api/v1/health")
         if path == "/ui" or path.startswith("/ui/"):
+            count("ui")
             if path == "/ui":
                 return RedirectResponse("/ui/", status_code=308)
             return await self._guarded(self._web, request, scope, receive, send, exempt=False)
+        if path == "/metrics" and request.method == "GET":
+            count("other")
+            figures = await self.runtime.store.read(task_figures)
+            return PlainTextResponse(self.metrics.render(figures), media_type="text/plain; version=0.0.4")
         if path == "/" and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            count("other")
             return RedirectResponse("/ui/", status_code=302)
+        count("oapi")
         return await oapi.handle(request, self.services)
 
     async def _guarded(
