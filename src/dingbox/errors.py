@@ -135,6 +135,45 @@ class PostRequired(RoutingError):
     errmsg = "需要POST请求"
 
 
+# The TOP gateway's own errors (spec §3.9) exist only as `error_response`: no method answers them.
+
+
+class TopMissingMethod(RoutingError):
+    errcode = 21
+    errmsg = "Missing method"
+    top = (21, "Missing method", "")
+
+
+class TopInvalidMethod(RoutingError):
+    errcode = 22
+    errmsg = "Invalid method"
+    top = (22, "Invalid method", "")
+
+
+class TopHttpActionNotAllowed(RoutingError):
+    """TOP takes GET or POST only."""
+
+    errcode = 9
+    errmsg = "Http Action Not Allowed"
+    top = (9, "Http Action Not Allowed", "")
+
+
+class TopInvalidArguments(RoutingError):
+    """A request the gateway cannot read (too large, not UTF-8, bad JSON): TOP's 41, the reason as sub_msg."""
+
+    errcode = 41
+    errmsg = "Invalid arguments"
+    top = (41, "Invalid arguments", "isv.invalid-parameter")
+
+
+class TopServiceUnavailable(RoutingError):
+    """Anything unexpected in the TOP gateway itself: an error_response, never an HTTP 500."""
+
+    errcode = 10
+    errmsg = "Service Currently Unavailable"
+    top = (10, "Service Currently Unavailable", "")
+
+
 # -- parameters ------------------------------------------------------------------------------------
 
 

@@ -53,12 +53,16 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _gateway_error(code: int, msg: str, sub_code: str | None = None, sub_msg: str | None = None) -> Response:
+def _gateway_error(exc: errors.DingboxError) -> Response:
+    """`error_response` from the error's TOP form; a reason beyond the bare message goes in `sub_msg`."""
+    top = exc.top or errors.TopServiceUnavailable.top  # only gateway-level errors carry a TOP form
+    assert top is not None
+    code, msg, sub_code = top
     body: dict[str, Any] = {"code": code, "msg": msg}
     if sub_code:
         body["sub_code"] = sub_code
-    if sub_msg:
-        body["sub_msg"] = sub_msg
+    if exc.message != exc.errmsg:
+        body["sub_msg"] = exc.message
     body["request_id"] = ids.request_id()
     return json_response({"error_response": body})
 
@@ -81,34 +85,49 @@ def _answer(method: str, payload: dict[str, Any] | None, exc: errors.DingboxErro
     return json_response({key: body})
 
 
-async def handle(request: Request, services: Services) -> Response:
+async def _gateway(request: Request, services: Services) -> tuple[str, Principal, Params]:
+    """What the gateway checks before any method runs: verb, body, method name, session."""
     if request.method not in ("POST", "GET"):
-        return _gateway_error(22, "Invalid method")
+        raise errors.TopHttpActionNotAllowed()
     try:
         body = await read_body(request, services.runtime.settings.body_limit)
         params = await read_params(request, body)
     except errors.DingboxError as exc:
-        return _gateway_error(41, "Invalid arguments", "isv.invalid-parameter", exc.message)
+        raise errors.TopInvalidArguments(exc.message) from None
     method_name = params.values.pop("method", None)
     session = params.values.pop("session", None)
-    for envelope_param in ("timestamp", "format", "v", "simplify", "partner_id", "sign", "sign_method", "app_key"):
+    for envelope_param in (
+        "timestamp",
+        "format",
+        "v",
+        "simplify",
+        "partner_id",
+        "sign",
+        "sign_method",
+        "app_key",
+    ):
         params.values.pop(envelope_param, None)
     if not method_name:
-        return _gateway_error(21, "Missing method")
-    method = METHODS.get(str(method_name))
-    if method is None:
-        return _gateway_error(22, "Invalid method")
+        raise errors.TopMissingMethod()
+    if str(method_name) not in METHODS:
+        raise errors.TopInvalidMethod()
+    principal = await services.tokens.authenticate(str(session) if session else None)
+    return str(method_name), principal, params
+
+
+async def handle(request: Request, services: Services) -> Response:
     try:
-        principal = await services.tokens.authenticate(str(session) if session else None)
-    except errors.GatewayError as exc:
-        assert exc.top is not None
-        code, msg, sub_code = exc.top
-        return _gateway_error(code, msg, sub_code)
-    try:
-        payload = await method(services, principal, params)
+        method_name, principal, params = await _gateway(request, services)
     except errors.DingboxError as exc:
-        return _answer(str(method_name), None, exc)
+        return _gateway_error(exc)
+    except Exception:
+        log.exception("unexpected failure in the TOP gateway")
+        return _gateway_error(errors.TopServiceUnavailable())
+    try:
+        payload = await METHODS[method_name](services, principal, params)
+    except errors.DingboxError as exc:
+        return _answer(method_name, None, exc)
     except Exception:
         log.exception("unexpected failure in %s", method_name)
-        return _answer(str(method_name), None, errors.SystemBusy())
-    return _answer(str(method_name), payload, None)
+        return _answer(method_name, None, errors.SystemBusy())
+    return _answer(method_name, payload, None)
