@@ -52,6 +52,7 @@ class Dispatcher:
                     await self._idle()
                     continue
                 await self._run(task, owner)
+                self._wake.set()  # the next task of the same app may be claimable now
             except Exception:
                 log.exception("dispatcher %s failed; retrying", owner)
                 await self._sleep(POLL_SECONDS)
@@ -59,7 +60,7 @@ class Dispatcher:
     async def _idle(self) -> None:
         self._wake.clear()
         timeout = POLL_SECONDS
-        ready_at = await self.rt.store.read(dispatch_sql.next_ready_at)
+        ready_at = await self.rt.store.read(dispatch_sql.next_ready_at, time.time())
         if ready_at is not None:
             timeout = max(0.005, min(timeout, ready_at - time.time()))
         await self._sleep(timeout, wake=True)
@@ -85,9 +86,13 @@ class Dispatcher:
         )
         total = len(plan.recipients)
         now = self.rt.clock.now()
-        if not await self.rt.store.write(dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now):
+        if not await self.rt.store.write(
+            dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now
+        ):
             return
-        limits = self.rt.limits.for_app(task.is_isv, app.limits if app else {}, template=task.source == "template")
+        limits = self.rt.limits.for_app(
+            task.is_isv, app.limits if app else {}, template=task.source == "template"
+        )
         day, minute = dingtalk_day(task.accepted_at), calendar_minute(task.accepted_at)
         size = self.rt.settings.batch_size
         pos = task.cursor
@@ -95,7 +100,16 @@ class Dispatcher:
             batch = plan.recipients[pos : pos + size]
             result = await self.rt.store.write(
                 dispatch_sql.apply_batch,
-                task, owner, pos, batch, plan.visible, limits, day, minute, self.rt.clock.now(), time.time(),
+                task,
+                owner,
+                pos,
+                batch,
+                plan.visible,
+                limits,
+                day,
+                minute,
+                self.rt.clock.now(),
+                time.time(),
             )
             if not result.ok:
                 return

@@ -42,7 +42,9 @@ class LimitsProfile:
         strict = cls(name="strict")
         if name == "strict":
             return strict
-        lenient = replace(strict, name="lenient", userid_list=5000, dept_id_list=500, result_max_recipients=None)
+        lenient = replace(
+            strict, name="lenient", userid_list=5000, dept_id_list=500, result_max_recipients=None
+        )
         if name == "lenient":
             return lenient
         if name == "unlimited":

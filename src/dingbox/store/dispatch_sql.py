@@ -1,4 +1,4 @@
-"""Store operations of the dispatcher: claim a task, resolve its recipients set-wise, decide and write a batch.
+"""Store operations of the dispatcher: claim a task, resolve its recipients set-wise, decide, write a batch.
 
 A batch's deliveries, its dedup keys (the `deliveries_dedup` index over delivered rows) and its
 counters (the minute count, and the daily count that the same index answers) commit together with
@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import BatchFacts, Decision, Outcome, Recipient, decide_batch
+from dingbox.params import MAX_INT64
 from dingbox.store.base import Tx, placeholders
 from dingbox.store.task_sql import TASK_COLUMNS, TaskRow
 
+T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
 CLAIM_LEASE = 60.0  # seconds a claim lives without progress before another dispatcher may take it
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
 
@@ -30,7 +33,9 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def release_claims(tx: Tx) -> int:
     """At start of a process that owns the whole store: tasks claimed by a dead process are free."""
-    return tx.execute("UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by IS NOT NULL")
+    return tx.execute(
+        "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by IS NOT NULL"
+    )
 
 
 def claim_next(tx: Tx, owner: str, now_real: float) -> TaskRow | None:
@@ -38,7 +43,8 @@ def claim_next(tx: Tx, owner: str, now_real: float) -> TaskRow | None:
     row = tx.one(
         "SELECT t.seq FROM tasks t WHERE t.status < 2 AND t.not_before <= ?"
         " AND (t.claimed_by IS NULL OR t.claimed_at < ?)"
-        " AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.status < 2 AND e.agent_id = t.agent_id AND e.seq < t.seq)"
+        " AND NOT EXISTS (SELECT 1 FROM tasks e"
+        " WHERE e.status < 2 AND e.agent_id = t.agent_id AND e.seq < t.seq)"
         " ORDER BY t.seq LIMIT 1",
         (now_real, now_real - CLAIM_LEASE),
     )
@@ -49,8 +55,13 @@ def claim_next(tx: Tx, owner: str, now_real: float) -> TaskRow | None:
     return None if task is None else TaskRow(*task)
 
 
-def next_ready_at(tx: Tx) -> float | None:
-    row = tx.one("SELECT MIN(not_before) FROM tasks WHERE status < 2 AND claimed_by IS NULL")
+def next_ready_at(tx: Tx, now_real: float) -> float | None:
+    """When the next delayed task becomes ready. Tasks already ready but not claimable (their app is
+    still deciding an earlier task) are left out: the poll and the end of that task pick them up."""
+    row = tx.one(
+        "SELECT MIN(not_before) FROM tasks WHERE status < 2 AND claimed_by IS NULL AND not_before > ?",
+        (now_real,),
+    )
     return None if row is None else row[0]
 
 
@@ -72,9 +83,14 @@ _SUBTREE = (
 
 
 def resolve(
-    tx: Tx, corp_id: str, userids: Sequence[str], dept_ids: Sequence[str], to_all: bool, visible: Visibility | None
+    tx: Tx,
+    corp_id: str,
+    userids: Sequence[str],
+    dept_ids: Sequence[str],
+    to_all: bool,
+    visible: Visibility | None,
 ) -> Plan:
-    """userid_list order, then users of the departments' subtrees by department id and userid; deduplicated."""
+    """userid_list order, then users of the departments' subtrees by department id and userid; each once."""
     known: dict[str, bool] = {}
     for chunk in _chunks(userids):
         for userid, active in tx.all(
@@ -83,17 +99,7 @@ def resolve(
         ):
             known[userid] = bool(active)
     recipients = [Recipient(u, known.get(u)) for u in userids]
-    invalid: list[int | str] = []
-    roots: list[int] = []
-    for raw in dept_ids:
-        if not raw.isdigit():
-            invalid.append(raw)
-            continue
-        dept = int(raw)
-        if tx.one("SELECT 1 FROM departments WHERE corp_id = ? AND dept_id = ?", (corp_id, dept)) is None:
-            invalid.append(dept)
-        else:
-            roots.append(dept)
+    invalid, roots = _split_dept_ids(tx, corp_id, dept_ids)
     if to_all:
         roots = [ROOT_DEPT]
     if roots:
@@ -103,6 +109,40 @@ def resolve(
                 seen.add(userid)
                 recipients.append(Recipient(userid, bool(active)))
     return Plan(recipients, invalid, _visible_set(tx, corp_id, visible))
+
+
+def _dept_number(raw: str) -> int | None:
+    """A department id as DingTalk parses it (an int64); None for anything else, e.g. "abc", "²", "-1"."""
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    number = int(raw)
+    return number if number <= MAX_INT64 else None
+
+
+def _split_dept_ids(tx: Tx, corp_id: str, dept_ids: Sequence[str]) -> tuple[list[int | str], list[int]]:
+    """(invalid ids: malformed ones as given, unknown ones as numbers; known ids), each listed once."""
+    numbers = {raw: _dept_number(raw) for raw in dept_ids}
+    wanted = sorted({n for n in numbers.values() if n is not None})
+    known: set[int] = set()
+    for chunk in _chunks(wanted):
+        known.update(
+            r[0]
+            for r in tx.all(
+                "SELECT dept_id FROM departments"
+                f" WHERE corp_id = ? AND dept_id IN ({placeholders(len(chunk))})",
+                (corp_id, *chunk),
+            )
+        )
+    invalid: dict[int | str, None] = {}
+    roots: dict[int, None] = {}
+    for raw, number in numbers.items():
+        if number is None:
+            invalid.setdefault(raw)
+        elif number in known:
+            roots.setdefault(number)
+        else:
+            invalid.setdefault(number)
+    return list(invalid), list(roots)
 
 
 def _subtree_users(tx: Tx, corp_id: str, roots: Sequence[int]) -> list[tuple[str, int]]:
@@ -127,7 +167,9 @@ def _visible_set(tx: Tx, corp_id: str, visible: Visibility | None) -> frozenset[
 # -- deciding and writing ------------------------------------------------------------------------
 
 
-def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int | str], now: float) -> bool:
+def begin_task(
+    tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int | str], now: float
+) -> bool:
     """Record the resolved size; a task with nobody to decide is finished at once."""
     import orjson
 
@@ -160,7 +202,10 @@ def apply_batch(
     now: float,
     now_real: float,
 ) -> BatchResult:
-    state = tx.one("SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?", (task.seq, owner))
+    state = tx.one(
+        "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?",
+        (task.seq, owner),
+    )
     if state is None or state[0] != pos:
         return BatchResult(False, [])  # reset, or another dispatcher took over: stop quietly
     cursor, delivered_before, recalled_at, total = state
@@ -178,7 +223,9 @@ def apply_batch(
                 daily[userid] = count
                 if same_task is not None:
                     dedup_owner[userid] = same_task
-    minute_row = tx.one("SELECT n FROM minute_counts WHERE agent_id = ? AND minute = ?", (task.agent_id, minute))
+    minute_row = tx.one(
+        "SELECT n FROM minute_counts WHERE agent_id = ? AND minute = ?", (task.agent_id, minute)
+    )
     facts = BatchFacts(
         visible=visible,
         dedup_owner=dedup_owner,
@@ -186,7 +233,9 @@ def apply_batch(
         minute_count=minute_row[0] if minute_row else 0,
         delivered_in_task=delivered_before,
     )
-    decisions = decide_batch(task.seq, batch, facts, limits, is_isv=task.is_isv, dedup=task.content_hash is not None)
+    decisions = decide_batch(
+        task.seq, batch, facts, limits, is_isv=task.is_isv, dedup=task.content_hash is not None
+    )
     recalled = int(recalled_at is not None)
     rows = []
     delivered_now = 0
@@ -197,8 +246,18 @@ def apply_batch(
         delivered_now += delivering
         rows.append(
             (
-                task.seq, pos + offset, task.corp_id, d.userid, task.agent_id, int(d.outcome), d.reason, d.code,
-                day, task.content_hash if delivering else None, now, recalled if delivering else 0,
+                task.seq,
+                pos + offset,
+                task.corp_id,
+                d.userid,
+                task.agent_id,
+                int(d.outcome),
+                d.reason,
+                d.code,
+                day,
+                task.content_hash if delivering else None,
+                now,
+                recalled if delivering else 0,
             )
         )
     tx.executemany(
@@ -217,7 +276,14 @@ def apply_batch(
     tx.execute(
         "UPDATE tasks SET cursor = ?, delivered = delivered + ?, claimed_at = ?,"
         " status = ?, finished_at = ?, claimed_by = ? WHERE seq = ?",
-        (new_cursor, delivered_now, now_real, 2 if finished else 1, now if finished else None,
-         None if finished else owner, task.seq),
+        (
+            new_cursor,
+            delivered_now,
+            now_real,
+            2 if finished else 1,
+            now if finished else None,
+            None if finished else owner,
+            task.seq,
+        ),
     )
     return BatchResult(True, decisions)
