@@ -156,7 +156,11 @@ def test_dingtalk_sdk_top_invalid_session(server: ServerProcess, client: Client)
 
 
 def test_dingtalk_sdk_isv_legacy_corp_token(server: ServerProcess, client: Client) -> None:
-    """dingtalk-sdk's ISVClient: get_suite_token, then get_corp_token?suite_access_token=, then a TOP send."""
+    """dingtalk-sdk's ISVClient: get_suite_token, then get_corp_token?suite_access_token=, then a TOP send.
+
+    The SDK sends `suite_ticket: null` when no ticket was pushed to it; dingbox accepts any ticket, none
+    included (spec §1.4: test apps may pass any), and ignores `permanent_code` (emulator choice).
+    """
     base = {"API_BASE_URL": server.url + "/"}
     isv = type("ServerISVClient", (ISVClient,), base)("suite-demo", "suite-demo-secret")
     corp = type("ServerCorpClient", (DingboxTop, ISVDingTalkClient), base)("dingdemo", isv)

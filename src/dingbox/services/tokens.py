@@ -67,19 +67,28 @@ class TokenService:
         key = self._check_suite(suite_key, suite_secret)
         return await self._issue("suite", key, "")
 
-    async def for_suite_in_corp(self, suite_key: str | None, suite_secret: str | None, corp_id: str) -> IssuedToken:
+    async def for_suite_in_corp(
+        self, suite_key: str | None, suite_secret: str | None, corp_id: str
+    ) -> IssuedToken:
         key = self._check_suite(suite_key, suite_secret)
         return await self._corp_token(key, corp_id)
 
     async def for_signed_suite(
-        self, suite_key: str | None, timestamp: str | None, ticket: str | None, signature: str | None, corp_id: str
+        self,
+        suite_key: str | None,
+        timestamp: str | None,
+        ticket: str | None,
+        signature: str | None,
+        corp_id: str,
     ) -> IssuedToken:
         """get_corp_token's signature form: Base64(HmacSHA256(suiteSecret, timestamp + "\\n" + ticket))."""
         secret = self.rt.directory.suites.get(suite_key or "")
         if secret is None or timestamp is None or signature is None:
             raise errors.SuiteCredentialsInvalid()
         message = timestamp + "\n" + (ticket or "")
-        expected = base64.b64encode(hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
+        expected = base64.b64encode(
+            hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
+        ).decode()
         if not hmac.compare_digest(expected, signature):
             raise errors.SuiteCredentialsInvalid("签名校验失败")
         return await self._corp_token(suite_key or "", corp_id)

@@ -14,7 +14,9 @@ from dingbox import errors, ids
 from dingbox.protocols.http import JSON_UTF8, json_response
 
 
-def ok(payload: dict[str, Any] | None = None, *, request_id: bool = True, media_type: str = JSON_UTF8) -> Response:
+def ok(
+    payload: dict[str, Any] | None = None, *, request_id: bool = True, media_type: str = JSON_UTF8
+) -> Response:
     body: dict[str, Any] = {"errcode": 0, "errmsg": "ok"}
     if payload:
         body.update(payload)
@@ -38,7 +40,12 @@ def error_body(exc: errors.DingboxError, *, family: str) -> dict[str, Any]:
         code, message = exc.legacy
         return {"errcode": code, "errmsg": message}
     if isinstance(exc, errors.UnknownApi):
-        return {"errcode": exc.errcode, "sub_msg": exc.sub_msg, "errmsg": exc.message, "request_id": ids.request_id()}
+        return {
+            "errcode": exc.errcode,
+            "sub_msg": exc.sub_msg,
+            "errmsg": exc.message,
+            "request_id": ids.request_id(),
+        }
     body: dict[str, Any] = {"errcode": exc.errcode, "errmsg": exc.message}
     if family == "topapi":
         body["request_id"] = ids.request_id()

@@ -16,9 +16,9 @@ from starlette.responses import Response
 
 from dingbox import errors
 from dingbox.domain.directory import Principal
+from dingbox.params import Params
 from dingbox.protocols.http import read_body
 from dingbox.protocols.oapi import envelope, messages, tokens
-from dingbox.params import Params
 from dingbox.protocols.oapi.wire import read_params
 from dingbox.services.container import Services
 
