@@ -6,6 +6,7 @@ these coercions, so every encoding lands on the same values.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,10 @@ import orjson
 from dingbox import errors
 
 MAX_INT64 = 2**63 - 1
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+# Wrappers DingTalk's own samples put around comma lists: the sendbytemplate curl sends the literal
+# text \"123,456\" and its PHP sample "123,456"; real clients send neither.
+_LIST_QUOTES = ('\\"', '"')
 
 
 @dataclass
@@ -72,10 +77,13 @@ class Params:
             parts = [_scalar_text(item, name) for item in value]
         elif isinstance(value, str | int) and not isinstance(value, bool):
             text = str(value).strip()
-            if text.startswith('\\"') and text.endswith('\\"'):
-                # DingTalk's own curl sample sends the list wrapped in escaped quotes
-                text = text[2:-2]
-                self.warnings.append(f'{name} was wrapped in \\" quotes, as in DingTalk\'s curl sample')
+            for quote in _LIST_QUOTES:
+                if len(text) >= 2 * len(quote) and text.startswith(quote) and text.endswith(quote):
+                    text = text[len(quote) : -len(quote)]
+                    self.warnings.append(
+                        f"{name} was wrapped in {quote} quotes, as in DingTalk's own samples"
+                    )
+                    break
             parts = text.split(",")
         else:
             raise errors.InvalidParameter(name)
@@ -108,11 +116,12 @@ class Params:
 
 
 def coerce_int(value: Any, name: str) -> int:
+    """A JSON integer or its decimal text (ASCII digits, optional sign, as Java's Long.parseLong)."""
     if isinstance(value, bool):
         raise errors.InvalidParameter(name)
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         number = int(value.strip())
     else:
         raise errors.InvalidParameter(name)

@@ -2,7 +2,8 @@
 
 Parameters arrive as JSON with native types, JSON with every scalar stringified (the Java SDK), a
 form body whose nested values are JSON text (DingTalk's curl samples), or in the query string; the
-body wins over the query.
+body wins over the query. A body that cannot be read in its encoding is `40035 不合法的参数 json`
+(JSON, the default when the type is missing or unknown) or `40035 不合法的参数 body` (a form).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ async def read_params(request: Request, body: bytes) -> Params:
             try:
                 body_values = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             except UnicodeDecodeError:
-                raise errors.InvalidParameter("body", "not UTF-8") from None
+                raise errors.InvalidParameter("body") from None
             form_token = body_values.pop("access_token", None)  # type: ignore[attr-defined]
             token = token or form_token
         elif content_type == "multipart/form-data":
@@ -40,9 +41,9 @@ async def read_params(request: Request, body: bytes) -> Params:
             try:
                 parsed = orjson.loads(body)
             except orjson.JSONDecodeError:
-                raise errors.InvalidParameter("json", "the body is not valid JSON") from None
+                raise errors.InvalidParameter("json") from None
             if not isinstance(parsed, dict):
-                raise errors.InvalidParameter("json", "the body must be a JSON object")
+                raise errors.InvalidParameter("json")
             body_values = parsed
     values.update(body_values)
     values.pop("access_token", None)  # never kept with the request, wherever it came
