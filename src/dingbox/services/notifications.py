@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from dingbox import errors
 from dingbox.domain.directory import AppInfo, Principal
-from dingbox.domain.messages import canonical_json, check_size, content_hash, validate_message
 from dingbox.domain.messages import _status_bar as validate_status_bar
+from dingbox.domain.messages import canonical_json, check_size, content_hash, validate_message
+from dingbox.domain.pipeline import Outcome, threshold
 from dingbox.params import Params
 from dingbox.runtime import Runtime
 from dingbox.store import result_sql, task_sql
@@ -95,10 +98,18 @@ class NotificationService:
 
     # -- reading back ---------------------------------------------------------------------------
 
-    async def owned_task(self, principal: Principal, params: Params, name: str = "task_id") -> TaskRow:
-        """The caller's task; unknown ids and other apps' tasks give the same error (no oracle)."""
+    async def owned_task(
+        self, principal: Principal, params: Params, name: str = "task_id", *, agent_required: bool = True
+    ) -> TaskRow:
+        """The caller's task; unknown ids and other apps' or corps' tasks give the same error (no oracle).
+
+        `agent_id` is required except on getsendresult, where some of DingTalk's pages mark it optional
+        (spec §10 #5); when given, it must be the token's app, as on a send (DESIGN §4).
+        """
+        agent_id = params.integer("agent_id", required=agent_required)
+        if agent_id is not None:
+            self._owned_app(principal, agent_id)
         task_id = params.integer(name)
-        agent_id = params.integer("agent_id", required=False)
         task = await self.rt.store.read(task_sql.task_by_id, task_id)
         if (
             task is None
@@ -115,7 +126,7 @@ class NotificationService:
             raise errors.TaskInvalid(name, what)
 
     async def send_result(self, principal: Principal, params: Params) -> SendResult:
-        task = await self.owned_task(principal, params)
+        task = await self.owned_task(principal, params, agent_required=False)
         self._within(task, self.rt.limits.result_window, "task_id", "只能查询24小时内的发送结果")
         cap = self.rt.limits.result_max_recipients
         size = task.total if task.total is not None else len(task_sql_userids(task))
@@ -134,20 +145,26 @@ class NotificationService:
         await self.rt.store.write(task_sql.recall_task, task.seq, self.rt.clock.now())
 
     async def update_status_bar(self, principal: Principal, params: Params) -> None:
+        status_value = params.text("status_value") or ""
+        if not status_value.strip():
+            raise errors.MissingParameter("status_value")
+        bar = {"status_value": status_value}
+        status_bg = params.text("status_bg", required=False)
+        if status_bg is not None:
+            bar["status_bg"] = status_bg
+        try:
+            validate_status_bar(bar, "status_bar")
+        except errors.InvalidParameter:
+            # the colour rule is the OA message's; report it under the parameter the caller sent
+            raise errors.InvalidParameter("status_bg", "0xAARRGGBB") from None
         task = await self.owned_task(principal, params)
         if task.msgtype != "oa":
             raise errors.TaskInvalid("task_id", "只有OA消息可以更新状态栏")
         self._within(task, self.rt.limits.status_bar_window, "task_id", "只能更新7天内的消息状态栏")
-        bar = {"status_value": params.text("status_value"), "status_bg": params.text("status_bg", required=False)}
-        if bar["status_bg"] is None:
-            del bar["status_bg"]
-        validate_status_bar(bar, "status_bar")
         await self.rt.store.write(task_sql.update_status_bar, task.seq, bar)
 
 
 def task_sql_userids(task: TaskRow) -> list[str]:
-    import orjson
-
     return list(orjson.loads(task.userids))
 
 
@@ -157,12 +174,12 @@ def _insert_now(tx: Any, task: NewTask, now: Callable[[], float]) -> TaskRow:
 
 def build_send_result(task: TaskRow, rows: list[tuple[Any, ...]], limits: Any) -> SendResult:
     """getsendresult's lists from the task's rows: (userid, outcome, reason, code, read_at)."""
-    import orjson
-
-    from dingbox.domain.pipeline import Outcome, threshold
-
-    invalid, forbidden, failed, read, unread = [], [], [], [], []
-    forbidden_list = []
+    invalid: list[str] = []
+    forbidden: list[str] = []
+    failed: list[str] = []
+    read: list[str] = []
+    unread: list[str] = []
+    forbidden_list: list[dict[str, Any]] = []
     for userid, outcome, reason, code, read_at in rows:
         if outcome == Outcome.DELIVERED:
             (read if read_at is not None else unread).append(userid)

@@ -1,0 +1,164 @@
+"""Durability of sends (DESIGN §3 "Exactly once", §2 SQLite): concurrency, crashes and real asynchrony."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org
+
+BIG = 20_000
+UNLIMITED = ("--limits", "unlimited", "--batch-size", "500")
+
+
+def text(content: str) -> dict[str, Any]:
+    return {"msgtype": "text", "text": {"content": content}}
+
+
+def read_only(db: Path) -> sqlite3.Connection:
+    """The server's SQLite file opened read-only, as an outside observer sees what was committed."""
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+
+
+def rows_of(db: Path, task_id: int) -> int:
+    with read_only(db) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE task_seq = (SELECT seq FROM tasks WHERE task_id = ?)",
+            (task_id,),
+        ).fetchone()
+    return int(row[0])
+
+
+def big_corp(c: Client) -> str:
+    """Load a corp of 20,000 users in one department and give its app's token."""
+    assert c.load_org(make_org("big", users=BIG)).status_code == 200
+    return c.token("acme-key", "acme-secret")
+
+
+def test_concurrent_identical_sends_deliver_once_per_user(client: Client) -> None:
+    """200 concurrent identical sends are all accepted, yet each user receives the content once (143106)."""
+    token = client.token()
+    body = {"agent_id": DEMO_AGENT, "userid_list": "alice,0356123401,carol", "msg": text("同一条")}
+    url = f"{client.base}{MESSAGES}asyncsend_v2"
+    sessions: dict[int, requests.Session] = {}
+
+    def send(n: int) -> dict[str, Any]:
+        session = sessions.setdefault(n % 50, requests.Session())
+        answer: dict[str, Any] = session.post(
+            url, params={"access_token": token}, json=body, timeout=60
+        ).json()
+        return answer
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(send, range(200)))
+    client.drain()
+    results = [client.result(token, a["task_id"]) for a in answers]
+
+    assert {(a["errcode"], a["errmsg"]) for a in answers} == {(0, "ok")}
+    assert len({a["task_id"] for a in answers}) == 200
+    assert [len(client.inbox(u)) for u in ("alice", "0356123401", "carol")] == [1, 1, 0]
+    winners = [r for r in results if r["unread_user_id_list"]]
+    assert len(winners) == 1 and winners[0]["unread_user_id_list"] == ["alice", "0356123401"]
+    losers = [r for r in results if not r["unread_user_id_list"]]
+    assert len(losers) == 199
+    assert all(
+        r["forbidden_list"]
+        == [
+            {"code": "143106", "count": 1, "userid": "alice"},
+            {"code": "143106", "count": 1, "userid": "0356123401"},
+        ]
+        and r["failed_user_id_list"] == ["carol"]
+        for r in losers
+    )
+
+
+def test_crash_mid_fan_out_resumes_and_delivers_each_recipient_once(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """A dispatcher killed mid-task resumes on restart: each recipient exactly once, counters equal rows."""
+    db = tmp_path / "crash.db"
+    proc = start_server(*UNLIMITED, db=db)
+    big_corp(Client(proc.url))
+    killed_at, task_id = 0, 0
+    for attempt in range(5):
+        c = Client(proc.url)
+        token = c.token("acme-key", "acme-secret")
+        task_id = c.send(token, agent_id=5001, msg=text(f"crash {attempt}"), to_all_user=True)["task_id"]
+        deadline = time.monotonic() + 30
+        while not 0 < rows_of(db, task_id) < BIG and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.kill()
+        killed_at = rows_of(db, task_id)
+        print(f"\nattempt {attempt}: killed with {killed_at} of {BIG} deliveries written")
+        proc = start_server(*UNLIMITED, db=db)
+        if 0 < killed_at < BIG:
+            break
+
+    c = Client(proc.url)
+    task = c.task(task_id, wait=60, limit=1)
+    with read_only(db) as conn:
+        seq = conn.execute("SELECT seq FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
+        rows, users, positions, delivered = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT userid), COUNT(DISTINCT pos), SUM(outcome = 0)"
+            " FROM deliveries WHERE task_seq = ?",
+            (seq,),
+        ).fetchone()
+        app_rows = conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE agent_id = 5001 AND outcome = 0"
+        ).fetchone()[0]
+        counted = conn.execute("SELECT SUM(n) FROM minute_counts WHERE agent_id = 5001").fetchone()[0]
+
+    assert 0 < killed_at < BIG
+    assert (task["status"], task["counts"]) == (2, {"delivered": BIG})
+    assert (rows, users, positions, delivered) == (BIG, BIG, BIG, BIG)
+    assert counted == app_rows
+
+
+def test_accepted_task_survives_a_kill_right_after_the_response(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """A task is durable once its task_id is answered: after SIGKILL it still delivers; a resend is 143106."""
+    db = tmp_path / "accept.db"
+    users = "u00000,u00001,u00002"
+    proc = start_server("--dispatchers", "0", db=db)  # accept only, so the kill surely precedes delivery
+    c = Client(proc.url)
+    assert c.load_org(make_org("acme", users=3)).status_code == 200
+    first = c.send(c.token("acme-key", "acme-secret"), agent_id=5001, msg=text("durable"), userid_list=users)
+    proc.kill()
+    with read_only(db) as conn:
+        status = conn.execute("SELECT status FROM tasks WHERE task_id = ?", (first["task_id"],)).fetchone()
+
+    c = Client(start_server(db=db).url)
+    token = c.token("acme-key", "acme-secret")
+    again = c.send(token, agent_id=5001, msg=text("durable"), userid_list=users)
+    c.drain()
+
+    assert first["errcode"] == 0 and status == (0,)
+    assert c.result(token, first["task_id"], agent_id=5001)["unread_user_id_list"] == users.split(",")
+    assert c.result(token, again["task_id"], agent_id=5001)["forbidden_list"] == [
+        {"code": "143106", "count": 1, "userid": u} for u in users.split(",")
+    ]
+
+
+def test_send_returns_before_its_fan_out(start_server: Callable[..., ServerProcess]) -> None:
+    """asyncsend_v2 answers with the task_id long before the 20,000-recipient fan-out it starts is done."""
+    c = Client(start_server(*UNLIMITED).url)
+    token = big_corp(c)
+    c.send(token, agent_id=5001, msg=text("warm-up"), userid_list="u00000")  # connections and caches
+    c.drain()
+
+    t0 = time.monotonic()
+    answer = c.send(token, agent_id=5001, msg=text("everyone"), to_all_user=True)
+    accept_time = time.monotonic() - t0
+    task = c.task(answer["task_id"], wait=60, limit=1)
+    fan_out_time = time.monotonic() - t0
+    print(f"\naccept {accept_time * 1000:.1f} ms, fan-out of {BIG} recipients {fan_out_time * 1000:.1f} ms")
+
+    assert (answer["errcode"], task["status"], task["counts"]) == (0, 2, {"delivered": BIG})
+    assert accept_time < fan_out_time / 5
