@@ -210,6 +210,12 @@ CASES: dict[str, Case] = {
         TOPAPI_JSON,
         {"errcode": 40035, "errmsg": "不合法的参数 json", "request_id": RID},
     ),
+    "topapi body not JSON and no token: the token is checked first": Case(
+        lambda s, b, t: s.post(b + PROGRESS, data=b"task_id: 1"),
+        200,
+        TOPAPI_JSON,
+        wrapped("40000", "access_token is blank"),
+    ),
     # -- body size (default limit 1 MiB) -----------------------------------------------------------------
     "topapi body over 1 MiB, Content-Length": Case(
         lambda s, b, t: s.post(b + PROGRESS, params={"access_token": t.valid}, data=b" " * (ONE_MIB + 1)),

@@ -1,7 +1,8 @@
 """The oapi surface: path table and the request flow every oapi call takes.
 
 method check → bounded body → parameters (query + body) → token (topapi and legacy paths) →
-handler → envelope. Errors raised anywhere are rendered by `envelope.error` for the path's family.
+handler → envelope. A body that cannot be read answers a token error first, as DingTalk's gateway
+does. Errors raised anywhere are rendered by `envelope.error` for the path's family.
 """
 
 from __future__ import annotations
@@ -74,7 +75,12 @@ async def handle(request: Request, services: Services) -> Response:
         if request.method not in route.methods:
             raise errors.GetRequired() if "GET" in route.methods else errors.PostRequired()
         body = await read_body(request, services.runtime.settings.body_limit)
-        params = await read_params(request, body)
+        try:
+            params = await read_params(request, body)
+        except errors.ParameterError:
+            if route.auth:  # DingTalk's gateway checks the token before the API reads its body
+                await services.tokens.authenticate(request.query_params.get("access_token"))
+            raise
         principal = await services.tokens.authenticate(params.token) if route.auth else None
         result = await route.handler(OapiCall(request, params, principal, services))  # type: ignore[arg-type]
     except errors.DingboxError as exc:
