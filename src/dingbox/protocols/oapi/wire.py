@@ -28,11 +28,11 @@ async def read_params(request: Request, body: bytes) -> Params:
     if body.strip():
         if content_type == "application/x-www-form-urlencoded" and not _looks_like_json(body):
             try:
-                body_values = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+                form_values = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             except UnicodeDecodeError:
                 raise errors.InvalidParameter("body") from None
-            form_token = body_values.pop("access_token", None)  # type: ignore[attr-defined]
-            token = token or form_token
+            token = token or form_values.pop("access_token", None)
+            body_values = form_values
         elif content_type == "multipart/form-data":
             form = await request.form()
             body_values = {k: v for k, v in form.items() if isinstance(v, str)}
