@@ -287,6 +287,21 @@ def test_get_corp_token_legacy_form(client: Client) -> None:
     assert body["access_token"] == client.isv_token()
 
 
+def test_v1_suite_token_serves_the_legacy_form(client: Client) -> None:
+    """POST /v1.0/oauth2/suiteAccessToken mints the suite token that get_corp_token's legacy form takes."""
+    suite = {k: v for k, v in SUITE.items() if k != "authCorpId"}
+    resp = client.http.post(f"{client.base}/v1.0/oauth2/suiteAccessToken", json=suite)
+    body = resp.json()
+    assert (200, ["accessToken", "expireIn"]) == (resp.status_code, sorted(body))
+
+    corp = client.oapi(
+        f"/service/get_corp_token?suite_access_token={body['accessToken']}", {"auth_corpid": "dingdemo"}
+    )
+
+    assert (0, 7200) == (corp["errcode"], body["expireIn"])
+    assert corp["access_token"] == client.isv_token()
+
+
 def test_get_corp_token_legacy_form_errors(client: Client) -> None:
     """Legacy form: an unknown suite token is flat 40014 (dingtalk-sdk's ISVClient then refreshes it)."""
     app_token = client.token()
