@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,13 +47,12 @@ def test_concurrent_identical_sends_deliver_once_per_user(client: Client) -> Non
     token = client.token()
     body = {"agent_id": DEMO_AGENT, "userid_list": "alice,0356123401,carol", "msg": text("同一条")}
     url = f"{client.base}{MESSAGES}asyncsend_v2"
-    sessions: dict[int, requests.Session] = {}
+    local = threading.local()  # one keep-alive session per worker thread
 
-    def send(n: int) -> dict[str, Any]:
-        session = sessions.setdefault(n % 50, requests.Session())
-        answer: dict[str, Any] = session.post(
-            url, params={"access_token": token}, json=body, timeout=60
-        ).json()
+    def send(_: int) -> dict[str, Any]:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        answer: dict[str, Any] = local.session.post(url, params={"access_token": token}, json=body).json()
         return answer
 
     with ThreadPoolExecutor(max_workers=50) as pool:
