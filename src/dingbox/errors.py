@@ -95,10 +95,15 @@ class SuiteCredentialsInvalid(DingboxError):
 
 
 class AuthCorpInvalid(DingboxError):
-    """The suite is not installed in that corp (no ISV app of the suite there)."""
+    """The suite is not installed in that corp (no ISV app of the suite there).
 
-    errcode = 33001
-    errmsg = "无效的企业ID"
+    Not 33001 (无效的企业ID): dingtalk-sdk answers 33001 by fetching a new token and retrying without
+    limit, so a mistyped corp id would recurse until RecursionError. 40089 is DingTalk's code for an
+    invalid corpid in a token request, and the SDK passes it through.
+    """
+
+    errcode = 40089
+    errmsg = "不合法的corpid或corpsecret"
     v1 = (400, "invalidAuthCorpId", "authCorpId不合法")
 
 

@@ -27,6 +27,12 @@ NOTIFICATION_SOURCES = ("work_notification", "template")
 
 
 @dataclass(frozen=True)
+class AcceptedTask:
+    seq: int
+    task_id: int
+
+
+@dataclass(frozen=True)
 class SendResult:
     invalid_user_id_list: list[str]
     forbidden_user_id_list: list[str]
@@ -50,7 +56,7 @@ class NotificationService:
             raise errors.AgentIdInvalid()
         return app
 
-    async def asyncsend_v2(self, principal: Principal, params: Params) -> TaskRow:
+    async def asyncsend_v2(self, principal: Principal, params: Params) -> AcceptedTask:
         agent_id = params.integer("agent_id")
         assert agent_id is not None
         if not params.has("msg"):
@@ -90,11 +96,11 @@ class NotificationService:
         )
         return await self.accept(task)
 
-    async def accept(self, task: NewTask) -> TaskRow:
+    async def accept(self, task: NewTask) -> AcceptedTask:
         """Store a task with the virtual time of the accepting transaction, then wake a dispatcher."""
-        row = await self.rt.store.write(_insert_now, task, self.rt.clock.now)
+        seq, task_id = await self.rt.store.write_batched(task_sql.insert_tasks, (task, self.rt.clock.now))
         self.on_accept()
-        return row
+        return AcceptedTask(seq, task_id)
 
     # -- reading back ---------------------------------------------------------------------------
 
@@ -166,10 +172,6 @@ class NotificationService:
 
 def task_sql_userids(task: TaskRow) -> list[str]:
     return list(orjson.loads(task.userids))
-
-
-def _insert_now(tx: Any, task: NewTask, now: Callable[[], float]) -> TaskRow:
-    return task_sql.insert_task(tx, task, now())
 
 
 def build_send_result(task: TaskRow, rows: list[tuple[Any, ...]], limits: Any) -> SendResult:

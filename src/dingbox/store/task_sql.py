@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -89,43 +90,63 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def insert_task(tx: Tx, task: NewTask, accepted_at: float) -> TaskRow:
-    """Record an accepted task; `accepted_at` is the virtual time of this very transaction."""
-    while True:
-        task_id = ids.task_id()
-        if tx.one("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)) is None:
-            break
-    seq = tx.insert_id(
-        "INSERT INTO tasks (task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash,"
-        " userids, dept_ids, to_all_user, template_id, template_data, robot_code, process_query_key,"
-        " open_conversation_id, warnings, accepted_at, not_before)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        (
-            task_id,
-            task.source,
-            task.corp_id,
-            task.agent_id,
-            task.app_type,
-            _dumps(task.request),
-            task.msgtype,
-            task.msg.decode(),
-            task.content_hash,
-            _dumps(task.userids),
-            _dumps(task.dept_ids),
-            int(task.to_all_user),
-            task.template_id,
-            None if task.template_data is None else _dumps(task.template_data),
-            task.robot_code,
-            task.process_query_key,
-            task.open_conversation_id,
-            _dumps(task.warnings),
-            accepted_at,
-            task.not_before,
-        ),
+_INSERT_TASKS = (
+    "INSERT INTO tasks (task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash,"
+    " userids, dept_ids, to_all_user, template_id, template_data, robot_code, process_query_key,"
+    " open_conversation_id, warnings, accepted_at, not_before) VALUES "
+)
+_TASK_VALUES = "(" + ",".join("?" * 20) + ")"
+_ROWS_PER_INSERT = 40  # 800 parameters a statement
+
+
+def _task_params(task: NewTask, task_id: int, accepted_at: float) -> tuple[Any, ...]:
+    return (
+        task_id,
+        task.source,
+        task.corp_id,
+        task.agent_id,
+        task.app_type,
+        _dumps(task.request),
+        task.msgtype,
+        task.msg.decode(),
+        task.content_hash,
+        _dumps(task.userids),
+        _dumps(task.dept_ids),
+        int(task.to_all_user),
+        task.template_id,
+        None if task.template_data is None else _dumps(task.template_data),
+        task.robot_code,
+        task.process_query_key,
+        task.open_conversation_id,
+        _dumps(task.warnings),
+        accepted_at,
+        task.not_before,
     )
-    found = task_by_seq(tx, seq)
-    assert found is not None
-    return found
+
+
+def insert_tasks(tx: Tx, items: list[tuple[NewTask, Callable[[], float]]]) -> list[tuple[int, int]]:
+    """Record accepted tasks, many per statement; each gets the virtual time of this transaction.
+
+    Returns (seq, task_id) per item, in order. A clash of random task ids inserts nothing for that
+    item, which draws again.
+    """
+    accepted_at = items[0][1]() if items else 0.0
+    results: list[tuple[int, int] | None] = [None] * len(items)
+    pending = list(range(len(items)))
+    while pending:
+        for start in range(0, len(pending), _ROWS_PER_INSERT):
+            chunk = pending[start : start + _ROWS_PER_INSERT]
+            wanted = {ids.task_id(): i for i in chunk}
+            params = [p for task_id, i in wanted.items() for p in _task_params(items[i][0], task_id, accepted_at)]
+            sql = (
+                _INSERT_TASKS
+                + ",".join([_TASK_VALUES] * len(wanted))
+                + " ON CONFLICT (task_id) DO NOTHING RETURNING seq, task_id"
+            )
+            for seq, task_id in tx.all(sql, params):  # only the rows this statement inserted
+                results[wanted[task_id]] = (int(seq), int(task_id))
+        pending = [i for i in pending if results[i] is None]
+    return [r for r in results if r is not None]
 
 
 def task_by_seq(tx: Tx, seq: int) -> TaskRow | None:
