@@ -270,3 +270,18 @@ def test_different_content_or_user_is_delivered(client: Client) -> None:
     assert outcomes(client, first["task_id"]) == DELIVERED
     assert outcomes(client, other_text["task_id"]) == DELIVERED
     assert outcomes(client, other_user["task_id"]) == [("0356123401", "delivered", None, None)]
+
+
+def test_advisory_lengths_are_warnings_on_the_task(client: Client) -> None:
+    """Markdown text over the 500 characters DingTalk suggests is accepted, with a warning on the task."""
+    token = client.token()
+    sent = client.send(
+        token, {"msgtype": "markdown", "markdown": {"title": "t", "text": "字" * 501}}, userid_list="alice"
+    )
+
+    assert 0 == sent["errcode"]
+    task = client.task(sent["task_id"])
+    assert ["msg.markdown.text is longer than 500 characters, the length DingTalk suggests"] == task[
+        "warnings"
+    ]
+    assert ["delivered"] == [r["outcome"] for r in task["recipients"]]

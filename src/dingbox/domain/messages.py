@@ -22,7 +22,7 @@ a non-empty `btn_json_list` of `{title, action_url}`.
 Lengths count characters (Unicode code points). `MAX_CHARS` holds the documented hard limits,
 enforced; `ADVISORY_CHARS` the lengths DingTalk only suggests (建议), accepted and reported by
 `advisory_warnings`. Fields in neither table have no limit of their own: the 2048-byte rule
-(`check_size`) bounds them, which also makes every limit at or above 2048 characters unreachable
+(`accept_message`) bounds them, which also makes every limit at or above 2048 characters unreachable
 through asyncsend_v2.
 """
 
@@ -82,12 +82,19 @@ def content_hash(canonical: bytes) -> bytes:
     return hashlib.sha256(canonical).digest()[:16]
 
 
-def check_size(msg: Any, raw_text: bytes | None) -> None:
-    """The 2048-byte rule (DESIGN §3): the bytes of `msg` as received when it came as text, else the
-    canonical JSON's — which exists only after coercion, so an object `msg` is validated first."""
-    size = len(raw_text) if raw_text is not None else len(canonical_json(validate_message(msg)))
-    if size > MSG_MAX_BYTES:
+def accept_message(msg: Any, raw_text: bytes | None) -> tuple[Obj, bytes]:
+    """Validate a message under the 2048-byte rule (DESIGN §3); give it canonical and as canonical JSON.
+
+    The bytes counted are those of `msg` as received when it came as text (measured before its
+    fields are read), else the canonical JSON's, which exists only after coercion.
+    """
+    if raw_text is not None and len(raw_text) > MSG_MAX_BYTES:
         raise errors.MsgTooLong()
+    canonical = validate_message(msg)
+    body = canonical_json(canonical)
+    if raw_text is None and len(body) > MSG_MAX_BYTES:
+        raise errors.MsgTooLong()
+    return canonical, body
 
 
 def validate_message(msg: Any) -> Obj:

@@ -16,7 +16,7 @@ import orjson
 from dingbox import errors
 from dingbox.domain.directory import AppInfo, Principal
 from dingbox.domain.messages import _status_bar as validate_status_bar
-from dingbox.domain.messages import canonical_json, check_size, content_hash, validate_message
+from dingbox.domain.messages import accept_message, advisory_warnings, content_hash
 from dingbox.domain.pipeline import Outcome, threshold
 from dingbox.params import Params
 from dingbox.runtime import Runtime
@@ -76,9 +76,7 @@ class NotificationService:
             raise errors.DeptListTooLong()
         msg, raw_text = params.json_object("msg")
         assert msg is not None
-        check_size(msg, raw_text)
-        canonical = validate_message(msg)
-        body = canonical_json(canonical)
+        canonical, body = accept_message(msg, raw_text)
         task = NewTask(
             source="work_notification",
             corp_id=app.corp_id,
@@ -91,7 +89,7 @@ class NotificationService:
             userids=userids,
             dept_ids=dept_ids,
             to_all_user=to_all,
-            warnings=params.warnings,
+            warnings=params.warnings + advisory_warnings(canonical),
             not_before=time.time() + self.rt.settings.dispatch_delay,
         )
         return await self.accept(task)
