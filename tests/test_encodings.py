@@ -335,3 +335,28 @@ def test_form_body_not_utf8(client: Client) -> None:
     raw = b"agent_id=1001&userid_list=alice&msg=\xff\xfe"
     response = post(client, raw, content_type=FORM, query={"access_token": client.token()})
     assert error(response) == (40035, "不合法的参数 body")
+
+
+def test_multipart_form_body(client: Client) -> None:
+    """A multipart/form-data body is read like a urlencoded form, token included (as /media/upload's clients send)."""
+    fields = {
+        "access_token": client.token(),
+        "agent_id": str(DEMO_AGENT),
+        "userid_list": "alice",
+        "msg": MSG_TEXT,
+    }
+    resp = client.http.post(client.base + SEND, files={k: (None, v) for k, v in fields.items()})
+    task = accepted(client, resp.json())
+    assert task["request"] == {"agent_id": "1001", "userid_list": "alice", "msg": MSG_TEXT}
+    assert recipients(task) == [("alice", "delivered")]
+
+
+def test_unreadable_multipart_body(client: Client) -> None:
+    """A multipart body that cannot be parsed is 40035 不合法的参数 body, never a 500 or -1."""
+    resp = client.http.post(
+        client.base + SEND,
+        params={"access_token": client.token()},
+        data=b"garbage",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert error(resp.json()) == (40035, "不合法的参数 body")

@@ -291,21 +291,22 @@ def test_unknown_tasks_are_404(client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status", "code"),
+    ("method", "path", "status", "code", "allow"),
     [
-        ("GET", "/nope", 404, "not_found"),
-        ("POST", "/tasks/1/cancel", 404, "not_found"),
-        ("DELETE", "/tasks/1", 405, "method_not_allowed"),
-        ("GET", "/messages/1/read", 405, "method_not_allowed"),
-        ("GET", "/dispatch/drain", 405, "method_not_allowed"),
-        ("POST", "/corps/dingdemo/users/alice/messages", 405, "method_not_allowed"),
+        ("GET", "/nope", 404, "not_found", None),
+        ("POST", "/tasks/1/cancel", 404, "not_found", None),
+        ("DELETE", "/tasks/1", 405, "method_not_allowed", "GET, HEAD"),
+        ("GET", "/messages/1/read", 405, "method_not_allowed", "POST"),
+        ("GET", "/dispatch/drain", 405, "method_not_allowed", "POST"),
+        ("POST", "/corps/dingdemo/users/alice/messages", 405, "method_not_allowed", "GET, HEAD"),
     ],
 )
 def test_unknown_api_paths_and_wrong_verbs_are_json_errors(
-    client: Client, method: str, path: str, status: int, code: str
+    client: Client, method: str, path: str, status: int, code: str, allow: str | None
 ) -> None:
-    """Unknown /api/v1 paths answer 404 and wrong verbs 405, both as {"error": {code, message}} JSON."""
+    """Unknown /api/v1 paths answer 404 and wrong verbs 405 with an Allow header, both as JSON errors."""
     resp = client.api(method, path)
 
     assert resp.headers["content-type"] == "application/json"
     assert error(resp) == (status, code)
+    assert resp.headers.get("allow") == allow

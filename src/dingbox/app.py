@@ -78,7 +78,9 @@ class DingboxApp:
             return await top.handle(request, self.services)
         if path.startswith("/api/v1"):
             count("api")
-            return await self._guarded(self._api, request, scope, receive, send, exempt=path == "/api/v1/health")
+            return await self._guarded(
+                self._api, request, scope, receive, send, exempt=path == "/api/v1/health"
+            )
         if path == "/ui" or path.startswith("/ui/"):
             count("ui")
             if path == "/ui":
@@ -110,8 +112,14 @@ class DingboxApp:
         except ApiError as exc:
             return api_error(exc)
         except HTTPException as exc:
-            code = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else "error"
-            return api_error(ApiError(exc.status_code, code, str(exc.detail)))
+            code = (
+                "not_found"
+                if exc.status_code == 404
+                else "method_not_allowed"
+                if exc.status_code == 405
+                else "error"
+            )
+            return api_error(ApiError(exc.status_code, code, str(exc.detail), exc.headers))  # 405 keeps Allow
         return None
 
     def _authorized(self, request: Request) -> bool:

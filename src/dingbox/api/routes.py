@@ -27,13 +27,14 @@ SOURCES = ("work_notification", "template", "robot", "group_robot")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 def api_error(exc: ApiError) -> Response:
-    return json_response({"error": {"code": exc.code, "message": exc.message}}, exc.status, media_type=JSON)
+    body = {"error": {"code": exc.code, "message": exc.message}}
+    return json_response(body, exc.status, media_type=JSON, headers=exc.headers)
 
 
 def ok(body: Any, status: int = 200) -> Response:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from dingbox import errors
@@ -34,8 +35,13 @@ async def read_params(request: Request, body: bytes) -> Params:
             token = token or form_values.pop("access_token", None)
             body_values = form_values
         elif content_type == "multipart/form-data":
-            form = await request.form()
-            body_values = {k: v for k, v in form.items() if isinstance(v, str)}
+            try:
+                form = await request.form()
+            except (MultiPartException, ValueError):
+                raise errors.InvalidParameter("body") from None
+            multipart_values = {k: v for k, v in form.items() if isinstance(v, str)}
+            token = token or multipart_values.pop("access_token", None)
+            body_values = multipart_values
         else:
             # JSON is the default: clients often omit or misstate the content type
             try:
