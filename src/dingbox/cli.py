@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any, NoReturn
@@ -18,6 +19,8 @@ from dingbox.settings import LIMIT_PROFILES, SETTINGS_BY_NAME, Settings, Setting
 from dingbox.store import Store, StoreError, is_postgres, open_store, org_sql
 
 DEMO_CORP = "dingdemo"
+# click 8.2+ raises this for a bare `dingbox`; older versions print the help themselves
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def fail(reason: str, code: int = 2) -> NoReturn:
@@ -45,17 +48,34 @@ def _open(url: str) -> Store:
 
 
 def _load_files(store: Store, paths: tuple[str, ...]) -> None:
-    from dingbox.services.org import load_document_tx, read_org_file
+    """Load every file or none: all are read first, then written in one transaction."""
+    from dingbox.services.org import load_files_tx, read_org_file
 
-    for path in paths:
+    try:
+        store.write_sync(load_files_tx, [(path, read_org_file(path)) for path in paths])
+    except OrgError as exc:
+        store.close()
+        fail(f"invalid_org: {exc}")
+
+
+class _Main(click.Group):
+    """The command group, reporting usage errors in one line (`dingbox: <reason>`, exit 2) as §5 asks."""
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        kwargs["standalone_mode"] = False
         try:
-            store.write_sync(load_document_tx, read_org_file(path))
-        except OrgError as exc:
-            store.close()
-            fail(f"invalid_org: {path}: {exc}" if not str(exc).startswith(path) else f"invalid_org: {exc}")
+            code = super().main(*args, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:
+            exc.show()  # plain `dingbox`: the help text is the answer
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.Abort:
+            fail("interrupted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dingbox")
 def main() -> None:
     """dingbox: a self-hosted, DingTalk-compatible messaging server."""
@@ -79,7 +99,9 @@ def main() -> None:
 def serve(org: tuple[str, ...], **options: Any) -> None:
     """Serve the DingTalk APIs, the dingbox API and the web UI."""
     settings = _settings(org=org or None, **options)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if is_postgres(settings.db):
         fail("PostgreSQL support is not built yet; use a sqlite:/// URL")
     store = _open(settings.db)
@@ -111,7 +133,11 @@ def _announce(settings: Settings, store: Store, port: int) -> None:
         suites = dict(store.read_sync(lambda tx: tx.all("SELECT suite_key, suite_secret FROM suites")))
         lines.append(f"corp_id={DEMO_CORP}")
         if internal:
-            lines += [f"agent_id={internal['agent_id']}", f"app_key={internal['app_key']}", f"app_secret={internal['app_secret']}"]
+            lines += [
+                f"agent_id={internal['agent_id']}",
+                f"app_key={internal['app_key']}",
+                f"app_secret={internal['app_secret']}",
+            ]
         if isv and isv["suite_key"] in suites:
             lines += [f"suite_key={isv['suite_key']}", f"suite_secret={suites[isv['suite_key']]}"]
         if demo["robots"]:
@@ -130,9 +156,18 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
     app = create_app(settings, store)
     _announce(settings, store, port)
     config = uvicorn.Config(
-        app, log_level=settings.log_level, access_log=settings.log_level == "debug", lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found
+    # installed; this one turns that into a normal return, so Ctrl-C exits 0 rather than
+    # KeyboardInterrupt's 1. Until uvicorn takes over, it asks the server to stop at its first tick.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     try:
         server.run(sockets=[sock])
     except Exception as exc:  # a crash of the server itself: report it in one line
@@ -148,7 +183,7 @@ def dispatch(**options: Any) -> None:
     """Run dispatcher loops only, against a PostgreSQL store shared with `serve` processes."""
     settings = _settings(**options)
     if not is_postgres(settings.db):
-        fail("dispatch runs beside serve on a shared PostgreSQL store; a SQLite store is dispatched by its serve")
+        fail("dispatch runs beside serve on a shared PostgreSQL store; a SQLite store is dispatched by serve")
     fail("PostgreSQL support is not built yet")
 
 

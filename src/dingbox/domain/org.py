@@ -6,16 +6,23 @@ is checked without a store.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
+
+from dingbox.domain.messages import MSGTYPES
 
 ROOT_DEPT = 1
 APP_TYPES = ("internal", "isv")
 TEMPLATE_STATUSES = ("approved", "pending", "disabled")
 LIMIT_KEYS = ("userid_list", "dept_id_list", "per_call", "daily_per_user", "per_minute")
 _USERID = re.compile(r"^[^\s,]{1,64}$")
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in DingTalk and in the store
+MAX_KEYWORDS = 10  # a custom robot has 1 to 10 keywords (spec §11.4.1)
 
 
 class OrgError(ValueError):
@@ -164,9 +171,11 @@ def _list(value: Any, path: str) -> list[Any]:
 
 
 def _text(value: Any, path: str, *, max_len: int = 256) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    # Numbers are refused rather than converted: YAML reads an unquoted 0356123401 as an octal integer,
+    # so converting would silently load a different userid.
+    if not isinstance(value, str):
         raise OrgError(path, "must be a string")
-    text = str(value)
+    text = value
     if not text.strip():
         raise OrgError(path, "must not be empty")
     if len(text) > max_len:
@@ -175,14 +184,12 @@ def _text(value: Any, path: str, *, max_len: int = 256) -> str:
 
 
 def _int(value: Any, path: str, *, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise OrgError(path, "must be an integer")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int):
         raise OrgError(path, "must be an integer")
     if value < minimum:
         raise OrgError(path, f"must be at least {minimum}")
+    if value > MAX_ID:
+        raise OrgError(path, f"must be at most {MAX_ID}")
     return value
 
 
@@ -197,8 +204,10 @@ def _optional_text(value: Any, path: str, max_len: int = 256) -> str | None:
 
 
 def _claim(seen: set[Any], taken: set[Any], value: Any, path: str, what: str) -> None:
-    if value in seen or value in taken:
+    if value in seen:
         raise OrgError(path, f"duplicate {what} {value!r}")
+    if value in taken:
+        raise OrgError(path, f"{what} {value!r} is used by a corp this document does not replace")
     seen.add(value)
 
 
@@ -208,9 +217,13 @@ def _claim(seen: set[Any], taken: set[Any], value: Any, path: str, what: str) ->
 def parse_document(raw: Any, taken: TakenIds | None = None) -> OrgDocument:
     """Validate a whole org document; raise OrgError naming the first bad field."""
     taken = taken or TakenIds()
+    if not isinstance(raw, dict):
+        raise OrgError("", "the document must be an object with suites and corps")
     doc = _object(raw, "", ("suites", "corps"))
     seen = TakenIds()
-    suites = tuple(_suite(item, f"suites[{i}]", seen) for i, item in enumerate(_list(doc.get("suites"), "suites")))
+    suites = tuple(
+        _suite(item, f"suites[{i}]", seen) for i, item in enumerate(_list(doc.get("suites"), "suites"))
+    )
     known_suites = taken.suite_key | {s.suite_key for s in suites}
     corps = tuple(
         _corp(item, f"corps[{i}]", taken, seen, known_suites)
@@ -237,7 +250,9 @@ def _corp(raw: Any, path: str, taken: TakenIds, seen: TakenIds, suites: set[str]
     item = _object(raw, path, _CORP_FIELDS, ("corp_id", "name"))
     corp_id = _text(item["corp_id"], _join(path, "corp_id"), max_len=64)
     _claim(seen.corp_id, taken.corp_id, corp_id, _join(path, "corp_id"), "corp_id")
-    departments = _departments(_list(item.get("departments"), _join(path, "departments")), _join(path, "departments"))
+    departments = _departments(
+        _list(item.get("departments"), _join(path, "departments")), _join(path, "departments")
+    )
     dept_ids = {ROOT_DEPT} | {d.dept_id for d in departments}
     users = _users(_list(item.get("users"), _join(path, "users")), _join(path, "users"), dept_ids)
     userids = {u.userid for u in users}
@@ -288,10 +303,12 @@ def _departments(items: list[Any], path: str) -> tuple[Department, ...]:
         parent = _int(item.get("parent_id", ROOT_DEPT), _join(p, "parent_id"))
         departments.append(Department(dept_id, _text(item["name"], _join(p, "name")), parent))
     known = seen | {ROOT_DEPT}
-    parents = {d.dept_id: d.parent_id for d in departments}
+    # Every parent is checked before any chain is walked, so a walk only meets known departments.
     for i, dept in enumerate(departments):
         if dept.parent_id not in known:
             raise OrgError(_join(_join(path, i), "parent_id"), f"unknown department {dept.parent_id}")
+    parents = {d.dept_id: d.parent_id for d in departments}
+    for i, dept in enumerate(departments):
         walked = {dept.dept_id}
         cursor = dept.parent_id
         while cursor != ROOT_DEPT:
@@ -308,6 +325,7 @@ _USER_FIELDS = ("userid", "name", "dept_ids", "active", "mobile", "title", "emai
 def _users(items: list[Any], path: str, dept_ids: set[int]) -> tuple[User, ...]:
     users: list[User] = []
     seen: set[str] = set()
+    mobiles: set[str] = set()
     for i, raw in enumerate(items):
         p = _join(path, i)
         item = _object(raw, p, _USER_FIELDS, ("userid", "name"))
@@ -327,13 +345,19 @@ def _users(items: list[Any], path: str, dept_ids: set[int]) -> tuple[User, ...]:
                 raise OrgError(_join(p, "dept_ids"), f"unknown department {dept}")
             if dept not in parsed:
                 parsed.append(dept)
+        mobile = _optional_text(item.get("mobile"), _join(p, "mobile"), 32)
+        if mobile is not None:
+            # unique in a corp as in DingTalk (60104), so a lookup by mobile names one user
+            if mobile in mobiles:
+                raise OrgError(_join(p, "mobile"), f"duplicate mobile {mobile!r}")
+            mobiles.add(mobile)
         users.append(
             User(
                 userid=userid,
                 name=_text(item["name"], _join(p, "name"), max_len=80),
                 dept_ids=tuple(parsed),
                 active=_bool(item.get("active", True), _join(p, "active")),
-                mobile=_optional_text(item.get("mobile"), _join(p, "mobile"), 32),
+                mobile=mobile,
                 title=_optional_text(item.get("title"), _join(p, "title"), 200),
                 email=_optional_text(item.get("email"), _join(p, "email"), 100),
             )
@@ -345,7 +369,13 @@ _APP_FIELDS = ("agent_id", "name", "type", "app_key", "app_secret", "suite_key",
 
 
 def _app(
-    raw: Any, path: str, taken: TakenIds, seen: TakenIds, suites: set[str], dept_ids: set[int], userids: set[str]
+    raw: Any,
+    path: str,
+    taken: TakenIds,
+    seen: TakenIds,
+    suites: set[str],
+    dept_ids: set[int],
+    userids: set[str],
 ) -> App:
     item = _object(raw, path, _APP_FIELDS, ("agent_id", "name", "type"))
     agent_id = _int(item["agent_id"], _join(path, "agent_id"))
@@ -388,14 +418,19 @@ def _visibility(raw: Any, path: str, dept_ids: set[int], userids: set[str]) -> V
     if raw is None:
         return None
     item = _object(raw, path, ("dept_ids", "userids"))
-    depts = tuple(_int(d, _join(_join(path, "dept_ids"), i)) for i, d in enumerate(_list(item.get("dept_ids"), path)))
-    for d in depts:
+    depts_path, users_path = _join(path, "dept_ids"), _join(path, "userids")
+    depts = tuple(
+        _int(d, _join(depts_path, i)) for i, d in enumerate(_list(item.get("dept_ids"), depts_path))
+    )
+    for i, d in enumerate(depts):
         if d not in dept_ids:
-            raise OrgError(_join(path, "dept_ids"), f"unknown department {d}")
-    users = tuple(_text(u, _join(_join(path, "userids"), i)) for i, u in enumerate(_list(item.get("userids"), path)))
-    for u in users:
+            raise OrgError(_join(depts_path, i), f"unknown department {d}")
+    users = tuple(
+        _text(u, _join(users_path, i)) for i, u in enumerate(_list(item.get("userids"), users_path))
+    )
+    for i, u in enumerate(users):
         if u not in userids:
-            raise OrgError(_join(path, "userids"), f"unknown user {u!r}")
+            raise OrgError(_join(users_path, i), f"unknown user {u!r}")
     return Visibility(depts, users)
 
 
@@ -420,7 +455,9 @@ def _robot(raw: Any, path: str, taken: TakenIds, seen: TakenIds, apps: dict[int,
 
 
 def _template(raw: Any, path: str, taken: TakenIds, seen: TakenIds, apps: dict[int, App]) -> Template:
-    item = _object(raw, path, ("template_id", "agent_id", "status", "msg"), ("template_id", "agent_id", "msg"))
+    item = _object(
+        raw, path, ("template_id", "agent_id", "status", "msg"), ("template_id", "agent_id", "msg")
+    )
     template_id = _text(item["template_id"], _join(path, "template_id"))
     _claim(seen.template_id, taken.template_id, template_id, _join(path, "template_id"), "template_id")
     agent_id = _int(item["agent_id"], _join(path, "agent_id"))
@@ -433,8 +470,17 @@ def _template(raw: Any, path: str, taken: TakenIds, seen: TakenIds, apps: dict[i
     if status not in TEMPLATE_STATUSES:
         raise OrgError(_join(path, "status"), "must be approved, pending or disabled")
     msg = item["msg"]
-    if not isinstance(msg, dict) or not isinstance(msg.get("msgtype"), str):
-        raise OrgError(_join(path, "msg"), "must be a message object with a msgtype")
+    if not isinstance(msg, dict):
+        raise OrgError(_join(path, "msg"), "must be a message object")
+    msgtype = msg.get("msgtype")
+    if not isinstance(msgtype, str) or msgtype not in MSGTYPES:
+        raise OrgError(_join(path, "msg.msgtype"), f"must be one of {', '.join(MSGTYPES)}")
+    if not isinstance(msg.get(msgtype), dict):
+        raise OrgError(_join(path, f"msg.{msgtype}"), "must be an object")
+    try:
+        orjson.dumps(msg)  # stored as JSON, so YAML-only values (sets, bytes, non-text keys) are refused
+    except TypeError:
+        raise OrgError(_join(path, "msg"), "must hold JSON values only") from None
     return Template(template_id, agent_id, status, msg)
 
 
@@ -448,33 +494,60 @@ def _group(
     group_ids: set[str],
 ) -> Group:
     item = _object(
-        raw, path, ("open_conversation_id", "name", "members", "robots", "webhooks"), ("open_conversation_id", "name")
+        raw,
+        path,
+        ("open_conversation_id", "name", "members", "robots", "webhooks"),
+        ("open_conversation_id", "name"),
     )
     ocid = _text(item["open_conversation_id"], _join(path, "open_conversation_id"))
     if ocid in group_ids:
         raise OrgError(_join(path, "open_conversation_id"), f"duplicate open_conversation_id {ocid!r}")
     group_ids.add(ocid)
-    members = tuple(_text(m, _join(_join(path, "members"), i)) for i, m in enumerate(_list(item.get("members"), path)))
+    members_path, robots_path = _join(path, "members"), _join(path, "robots")
+    members = tuple(
+        _text(m, _join(members_path, i)) for i, m in enumerate(_list(item.get("members"), members_path))
+    )
     for i, member in enumerate(members):
         if member not in userids:
-            raise OrgError(_join(_join(path, "members"), i), f"unknown user {member!r}")
-    robots = tuple(_text(r, _join(_join(path, "robots"), i)) for i, r in enumerate(_list(item.get("robots"), path)))
+            raise OrgError(_join(members_path, i), f"unknown user {member!r}")
+    robots = tuple(
+        _text(r, _join(robots_path, i)) for i, r in enumerate(_list(item.get("robots"), robots_path))
+    )
     for i, robot in enumerate(robots):
         if robot not in robot_codes:
-            raise OrgError(_join(_join(path, "robots"), i), f"unknown robot {robot!r}")
-    webhooks = []
-    for i, hook_raw in enumerate(_list(item.get("webhooks"), _join(path, "webhooks"))):
-        p = _join(_join(path, "webhooks"), i)
-        hook = _object(hook_raw, p, ("access_token", "name", "keywords", "secret", "ip_allowlist"), ("access_token",))
-        token = _text(hook["access_token"], _join(p, "access_token"))
-        _claim(seen.webhook, taken.webhook, token, _join(p, "access_token"), "webhook access_token")
-        webhooks.append(
-            Webhook(
-                access_token=token,
-                name=_text(hook.get("name", token), _join(p, "name")),
-                keywords=tuple(_text(k, _join(p, "keywords")) for k in _list(hook.get("keywords"), p)),
-                secret=_optional_text(hook.get("secret"), _join(p, "secret")),
-                ip_allowlist=tuple(_text(a, _join(p, "ip_allowlist")) for a in _list(hook.get("ip_allowlist"), p)),
-            )
-        )
-    return Group(ocid, _text(item["name"], _join(path, "name")), members, robots, tuple(webhooks))
+            raise OrgError(_join(robots_path, i), f"unknown robot {robot!r}")
+    webhooks = tuple(
+        _webhook(hook, _join(_join(path, "webhooks"), i), taken, seen)
+        for i, hook in enumerate(_list(item.get("webhooks"), _join(path, "webhooks")))
+    )
+    return Group(ocid, _text(item["name"], _join(path, "name")), members, robots, webhooks)
+
+
+def _webhook(raw: Any, path: str, taken: TakenIds, seen: TakenIds) -> Webhook:
+    hook = _object(
+        raw, path, ("access_token", "name", "keywords", "secret", "ip_allowlist"), ("access_token",)
+    )
+    token = _text(hook["access_token"], _join(path, "access_token"))
+    _claim(seen.webhook, taken.webhook, token, _join(path, "access_token"), "webhook access_token")
+    keywords_path, allow_path = _join(path, "keywords"), _join(path, "ip_allowlist")
+    keywords = tuple(
+        _text(k, _join(keywords_path, i)) for i, k in enumerate(_list(hook.get("keywords"), keywords_path))
+    )
+    if len(keywords) > MAX_KEYWORDS:
+        raise OrgError(keywords_path, f"at most {MAX_KEYWORDS} keywords")
+    allowlist = tuple(
+        _text(a, _join(allow_path, i)) for i, a in enumerate(_list(hook.get("ip_allowlist"), allow_path))
+    )
+    for i, entry in enumerate(allowlist):
+        try:
+            # DingTalk's allowlist takes IPv4 addresses and ranges only (spec §11.4.3)
+            ipaddress.IPv4Network(entry, strict=False)
+        except ValueError:
+            raise OrgError(_join(allow_path, i), f"not an IPv4 address or CIDR range: {entry!r}") from None
+    return Webhook(
+        access_token=token,
+        name=_text(hook.get("name", token), _join(path, "name")),
+        keywords=keywords,
+        secret=_optional_text(hook.get("secret"), _join(path, "secret")),
+        ip_allowlist=allowlist,
+    )

@@ -21,12 +21,14 @@ def read_org_file(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise OrgError(str(path), f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise OrgError(str(path), "not UTF-8 text") from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        if path.suffix.lower() == ".json":
-            return orjson.loads(text)
-        return yaml.safe_load(text)
+        return orjson.loads(text) if kind == "JSON" else yaml.safe_load(text)
     except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
-        raise OrgError(str(path), f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+        # the parsers explain over several lines; the CLI reports in one
+        raise OrgError(str(path), f"not valid {kind}: {' '.join(str(exc).split())}") from None
 
 
 def demo_document() -> Any:
@@ -36,13 +38,27 @@ def demo_document() -> Any:
 def _named_corps(raw: Any) -> list[str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("corps"), list):
         return []
-    return [str(c["corp_id"]) for c in raw["corps"] if isinstance(c, dict) and isinstance(c.get("corp_id"), str | int)]
+    return [
+        str(c["corp_id"]) for c in raw["corps"] if isinstance(c, dict) and isinstance(c.get("corp_id"), str)
+    ]
 
 
 def load_document_tx(tx: Tx, raw: Any) -> dict[str, int]:
     """Validate and write in one transaction, so the uniqueness check sees what it replaces."""
     doc = parse_document(raw, org_sql.taken_ids(tx, _named_corps(raw)))
     return org_sql.replace_document(tx, doc)
+
+
+def load_files_tx(tx: Tx, documents: list[tuple[str, Any]]) -> None:
+    """Load (name, document) pairs in order in one transaction: a bad one rolls back them all.
+
+    A later document sees the corps of earlier ones as existing, so naming a corp again replaces it.
+    """
+    for name, raw in documents:
+        try:
+            load_document_tx(tx, raw)
+        except OrgError as exc:
+            raise OrgError(name, str(exc)) from None
 
 
 class OrgService:

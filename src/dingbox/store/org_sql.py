@@ -10,7 +10,16 @@ from dingbox.domain.directory import AppInfo, Directory
 from dingbox.domain.org import Corp, OrgDocument, TakenIds, Visibility
 from dingbox.store.base import Tx, placeholders
 
-_CORP_TABLES = ("departments", "users", "user_depts", "apps", "robots", "templates", "chat_groups", "webhooks")
+_CORP_TABLES = (
+    "departments",
+    "users",
+    "user_depts",
+    "apps",
+    "robots",
+    "templates",
+    "chat_groups",
+    "webhooks",
+)
 
 
 def taken_ids(tx: Tx, replaced: list[str]) -> TakenIds:
@@ -21,7 +30,9 @@ def taken_ids(tx: Tx, replaced: list[str]) -> TakenIds:
     taken = TakenIds()
     taken.corp_id = {r[0] for r in tx.all(f"SELECT corp_id FROM corps WHERE {keep}", params)}
     taken.agent_id = {r[0] for r in tx.all(f"SELECT agent_id FROM apps WHERE {keep}", params)}
-    taken.app_key = {r[0] for r in tx.all(f"SELECT app_key FROM apps WHERE {keep} AND app_key IS NOT NULL", params)}
+    taken.app_key = {
+        r[0] for r in tx.all(f"SELECT app_key FROM apps WHERE {keep} AND app_key IS NOT NULL", params)
+    }
     taken.robot_code = {r[0] for r in tx.all(f"SELECT robot_code FROM robots WHERE {keep}", params)}
     taken.template_id = {r[0] for r in tx.all(f"SELECT template_id FROM templates WHERE {keep}", params)}
     taken.webhook = {r[0] for r in tx.all(f"SELECT access_token FROM webhooks WHERE {keep}", params)}
@@ -33,14 +44,23 @@ def replace_document(tx: Tx, doc: OrgDocument) -> dict[str, int]:
     """Write a validated document: suites upserted, each named corp replaced whole."""
     for suite in doc.suites:
         tx.execute("DELETE FROM suites WHERE suite_key = ?", (suite.suite_key,))
-        tx.execute("INSERT INTO suites (suite_key, suite_secret) VALUES (?, ?)", (suite.suite_key, suite.suite_secret))
-    counts = {"suites": len(doc.suites), "corps": 0, "departments": 0, "users": 0, "apps": 0}
+        tx.execute(
+            "INSERT INTO suites (suite_key, suite_secret) VALUES (?, ?)",
+            (suite.suite_key, suite.suite_secret),
+        )
+    counts = dict.fromkeys(
+        ("suites", "corps", "departments", "users", "apps", "robots", "templates", "groups"), 0
+    )
+    counts["suites"] = len(doc.suites)
     for corp in doc.corps:
         _replace_corp(tx, corp)
         counts["corps"] += 1
-        counts["departments"] += len(corp.departments) + 1
+        counts["departments"] += len(corp.departments) + 1  # the implicit root
         counts["users"] += len(corp.users)
         counts["apps"] += len(corp.apps)
+        counts["robots"] += len(corp.robots)
+        counts["templates"] += len(corp.templates)
+        counts["groups"] += len(corp.groups)
     return counts
 
 
@@ -58,7 +78,8 @@ def _replace_corp(tx: Tx, corp: Corp) -> None:
         [(cid, 1, 0, corp.name)] + [(cid, d.dept_id, d.parent_id, d.name) for d in corp.departments],
     )
     tx.executemany(
-        "INSERT INTO users (corp_id, userid, name, active, mobile, title, email) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO users (corp_id, userid, name, active, mobile, title, email)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(cid, u.userid, u.name, int(u.active), u.mobile, u.title, u.email) for u in corp.users],
     )
     tx.executemany(
@@ -77,7 +98,9 @@ def _replace_corp(tx: Tx, corp: Corp) -> None:
                 a.app_key,
                 a.app_secret,
                 a.suite_key,
-                None if a.visible_to is None else _json({"dept_ids": a.visible_to.dept_ids, "userids": a.visible_to.userids}),
+                None
+                if a.visible_to is None
+                else _json({"dept_ids": a.visible_to.dept_ids, "userids": a.visible_to.userids}),
                 _json(dict(a.limits)),
             )
             for a in corp.apps
@@ -92,14 +115,24 @@ def _replace_corp(tx: Tx, corp: Corp) -> None:
         [(t.template_id, cid, t.agent_id, t.status, _json(dict(t.msg))) for t in corp.templates],
     )
     tx.executemany(
-        "INSERT INTO chat_groups (corp_id, open_conversation_id, name, members, robots) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO chat_groups (corp_id, open_conversation_id, name, members, robots)"
+        " VALUES (?, ?, ?, ?, ?)",
         [(cid, g.open_conversation_id, g.name, _json(g.members), _json(g.robots)) for g in corp.groups],
     )
     tx.executemany(
-        "INSERT INTO webhooks (access_token, corp_id, open_conversation_id, name, keywords, secret, ip_allowlist)"
+        "INSERT INTO webhooks"
+        " (access_token, corp_id, open_conversation_id, name, keywords, secret, ip_allowlist)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (w.access_token, cid, g.open_conversation_id, w.name, _json(w.keywords), w.secret, _json(w.ip_allowlist))
+            (
+                w.access_token,
+                cid,
+                g.open_conversation_id,
+                w.name,
+                _json(w.keywords),
+                w.secret,
+                _json(w.ip_allowlist),
+            )
             for g in corp.groups
             for w in g.webhooks
         ],
@@ -112,14 +145,17 @@ def is_empty(tx: Tx) -> bool:
 
 def export_document(tx: Tx) -> dict[str, Any]:
     """The org as loaded: suites, then each corp's document as it was given."""
-    suites = [{"suite_key": k, "suite_secret": s} for k, s in tx.all("SELECT suite_key, suite_secret FROM suites ORDER BY suite_key")]
+    suites = [
+        {"suite_key": k, "suite_secret": s}
+        for k, s in tx.all("SELECT suite_key, suite_secret FROM suites ORDER BY suite_key")
+    ]
     corps = [orjson.loads(doc) for (doc,) in tx.all("SELECT document FROM corps ORDER BY corp_id")]
     return {"suites": suites, "corps": corps}
 
 
 def load_directory(tx: Tx) -> Directory:
-    corps = dict(tx.all("SELECT corp_id, name FROM corps"))
-    suites = dict(tx.all("SELECT suite_key, suite_secret FROM suites"))
+    corps: dict[str, str] = {cid: name for cid, name in tx.all("SELECT corp_id, name FROM corps")}
+    suites: dict[str, str] = {k: s for k, s in tx.all("SELECT suite_key, suite_secret FROM suites")}
     apps = []
     for agent_id, corp_id, name, app_type, app_key, app_secret, suite_key, visible_to, limits in tx.all(
         "SELECT agent_id, corp_id, name, type, app_key, app_secret, suite_key, visible_to, limits FROM apps"
@@ -129,11 +165,22 @@ def load_directory(tx: Tx) -> Directory:
             raw = orjson.loads(visible_to)
             visibility = Visibility(tuple(raw["dept_ids"]), tuple(raw["userids"]))
         apps.append(
-            AppInfo(agent_id, corp_id, name, app_type, app_key, app_secret, suite_key, visibility, orjson.loads(limits))
+            AppInfo(
+                agent_id,
+                corp_id,
+                name,
+                app_type,
+                app_key,
+                app_secret,
+                suite_key,
+                visibility,
+                orjson.loads(limits),
+            )
         )
-    robots = {code: (corp_id, agent_id, name) for code, corp_id, agent_id, name in tx.all(
-        "SELECT robot_code, corp_id, agent_id, name FROM robots"
-    )}
+    robots = {
+        code: (corp_id, agent_id, name)
+        for code, corp_id, agent_id, name in tx.all("SELECT robot_code, corp_id, agent_id, name FROM robots")
+    }
     return Directory.build(corps=corps, suites=suites, apps=apps, robots=robots)
 
 
@@ -141,7 +188,9 @@ def corps_overview(tx: Tx) -> list[dict[str, Any]]:
     """Corps with their apps, robots and templates, for GET /api/v1/corps."""
     overview = []
     for corp_id, name in tx.all("SELECT corp_id, name FROM corps ORDER BY corp_id"):
-        users, active = tx.one("SELECT COUNT(*), COALESCE(SUM(active), 0) FROM users WHERE corp_id = ?", (corp_id,)) or (0, 0)
+        users, active = tx.one(
+            "SELECT COUNT(*), COALESCE(SUM(active), 0) FROM users WHERE corp_id = ?", (corp_id,)
+        ) or (0, 0)
         depts = tx.one("SELECT COUNT(*) FROM departments WHERE corp_id = ?", (corp_id,))
         overview.append(
             {
@@ -151,8 +200,16 @@ def corps_overview(tx: Tx) -> list[dict[str, Any]]:
                 "users": users,
                 "active_users": active,
                 "apps": [
-                    {"agent_id": a, "name": n, "type": t, "app_key": k, "app_secret": s, "suite_key": sk,
-                     "visible_to": None if v is None else orjson.loads(v), "limits": orjson.loads(lim)}
+                    {
+                        "agent_id": a,
+                        "name": n,
+                        "type": t,
+                        "app_key": k,
+                        "app_secret": s,
+                        "suite_key": sk,
+                        "visible_to": None if v is None else orjson.loads(v),
+                        "limits": orjson.loads(lim),
+                    }
                     for a, n, t, k, s, sk, v, lim in tx.all(
                         "SELECT agent_id, name, type, app_key, app_secret, suite_key, visible_to, limits"
                         " FROM apps WHERE corp_id = ? ORDER BY agent_id",
@@ -162,21 +219,28 @@ def corps_overview(tx: Tx) -> list[dict[str, Any]]:
                 "robots": [
                     {"robot_code": c, "agent_id": a, "name": n}
                     for c, a, n in tx.all(
-                        "SELECT robot_code, agent_id, name FROM robots WHERE corp_id = ? ORDER BY robot_code", (corp_id,)
+                        "SELECT robot_code, agent_id, name FROM robots WHERE corp_id = ? ORDER BY robot_code",
+                        (corp_id,),
                     )
                 ],
                 "templates": [
                     {"template_id": t, "agent_id": a, "status": s, "msg": orjson.loads(m)}
                     for t, a, s, m in tx.all(
-                        "SELECT template_id, agent_id, status, msg FROM templates WHERE corp_id = ? ORDER BY template_id",
+                        "SELECT template_id, agent_id, status, msg FROM templates WHERE corp_id = ?"
+                        " ORDER BY template_id",
                         (corp_id,),
                     )
                 ],
                 "groups": [
-                    {"open_conversation_id": o, "name": n, "members": orjson.loads(m), "robots": orjson.loads(r)}
+                    {
+                        "open_conversation_id": o,
+                        "name": n,
+                        "members": orjson.loads(m),
+                        "robots": orjson.loads(r),
+                    }
                     for o, n, m, r in tx.all(
-                        "SELECT open_conversation_id, name, members, robots FROM chat_groups WHERE corp_id = ?"
-                        " ORDER BY open_conversation_id",
+                        "SELECT open_conversation_id, name, members, robots FROM chat_groups"
+                        " WHERE corp_id = ? ORDER BY open_conversation_id",
                         (corp_id,),
                     )
                 ],
