@@ -1,10 +1,16 @@
-"""Numbered migrations: `migrations/<dialect>/NNNN_name.sql`, applied in order on start, recorded once."""
+"""Numbered migrations: `migrations/<dialect>/NNNN_name.sql`, applied in order on start, recorded once.
+
+`schema/<dialect>.sql` is the schema every migration together produces, kept beside them so a
+reader sees the current tables in one place; a test checks that the two agree.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 from importlib import resources
+
+from dingbox.store.base import StoreError
 
 
 def migration_files(dialect: str) -> list[tuple[int, str, str]]:
@@ -19,19 +25,31 @@ def migration_files(dialect: str) -> list[tuple[int, str, str]]:
 
 
 def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
-    """Apply pending migrations, each in its own transaction; return the versions applied."""
+    """Apply pending migrations, each in its own transaction; return the versions applied.
+
+    A store that records a version this dingbox does not know was migrated by a newer release:
+    running on it could corrupt it, so it is refused.
+    """
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
         " applied_at REAL NOT NULL)"
     )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    migrations = migration_files("sqlite")
+    known = {version for version, _, _ in migrations}
+    newer = sorted({row[0] for row in conn.execute("SELECT version FROM schema_migrations")} - known)
+    if newer:
+        raise StoreError(
+            f"the store was migrated by a newer dingbox (schema version {newer[-1]}); upgrade dingbox"
+        )
     applied = []
-    for version, name, sql in migration_files("sqlite"):
-        if version in done:
-            continue
+    for version, name, sql in migrations:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(sql):
+            # checked inside the write transaction, so two processes starting together apply it once
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            for statement in statements(sql):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -45,6 +63,22 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
-def _statements(sql: str) -> list[str]:
-    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+def statements(sql: str) -> list[str]:
+    """Split a script at the semicolons SQLite itself sees as statement ends.
+
+    `sqlite3.complete_statement` knows string literals, comments and trigger bodies, so a `;` inside
+    any of them does not cut a statement in two. Parts holding only comments are dropped.
+    """
+    parts: list[str] = []
+    start = 0
+    for end, char in enumerate(sql):
+        if char == ";" and sqlite3.complete_statement(sql[start : end + 1]):
+            parts.append(sql[start : end + 1])
+            start = end + 1
+    parts.append(sql[start:])
+    return [part.strip() for part in parts if _has_code(part)]
+
+
+def _has_code(part: str) -> bool:
+    lines = (line.split("--", 1)[0] for line in part.splitlines())
+    return any(line.strip() and line.strip() != ";" for line in lines)
