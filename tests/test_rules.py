@@ -21,10 +21,9 @@ NOON = "2026-03-01T12:00:00+08:00"
 
 @pytest.fixture(scope="module")
 def lenient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server whose getsendresult answers for any size and whose lists take 5000 / 500 entries."""
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("lenient") / "d.db", ["--test-controls", "--limits", "lenient"]
-    ).start()
+    """A lenient server (getsendresult for any size, lists of 5000 / 500); its batches straddle every cap."""
+    args = ["--test-controls", "--limits", "lenient", "--batch-size", "777"]
+    proc = ServerProcess(tmp_path_factory.mktemp("lenient") / "d.db", args).start()
     yield proc
     proc.stop()
 
@@ -233,6 +232,23 @@ def test_day_of_acceptance_decides_not_day_of_dispatch(start_server: Callable[..
     assert late["accepted_at"] == "2026-03-01T23:59:59.000+08:00"
     assert late["finished_at"].startswith("2026-03-02T00:00:01")
     assert [m["task_id"] for m in c.inbox("u00000", "acme")] == [y_next, x_next, y_late, early]
+
+
+def test_minute_of_acceptance_decides_not_minute_of_dispatch(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """DESIGN §3 Time: minute windows are calendar minutes of accepted_at, whenever the task is dispatched."""
+    c = Client(start_server("--test-controls", "--dispatch-delay", "1.0").url)
+    tokens = acme(c, users=3, app={"limits": {"per_minute": 1}})
+    freeze(c, "2026-03-01T10:00:59+08:00")
+    late = send(c, tokens, APP, "a", userid_list="u00000")
+    advance(c, 2)  # 10:01:01, before `late` is dispatched
+    assert c.task(late, wait=0)["status"] == 0
+    fresh = send(c, tokens, APP, "b", userid_list="u00001")
+    full = send(c, tokens, APP, "c", userid_list="u00002")
+    assert decided(c, late) == [("u00000", "delivered", None, None)]
+    assert decided(c, fresh) == [("u00001", "delivered", None, None)]
+    assert decided(c, full) == [("u00002", "forbidden", "minute_cap", "143103")]
 
 
 # -- daily per-user cap ----------------------------------------------------------------------------
@@ -448,6 +464,14 @@ def test_visible_to_inactive_and_unknown_users(client: Client) -> None:
     }
     assert client.task(task)["counts"] == {"delivered": 3, "invalid": 4, "failed": 1}
     assert client.inbox("lazy", "acme") == [] and client.inbox("out4", "acme") == []
+    # A department outside the range is a known department: its users are each not_visible.
+    outside = send(client, tokens, APP, "dept", dept_id_list="4")
+    assert decided(client, outside) == [
+        ("lazyout", "invalid", "not_visible", None),
+        ("out4", "invalid", "not_visible", None),
+        ("solo", "delivered", None, None),
+    ]
+    assert result(client, tokens, APP, outside)["invalid_dept_id_list"] == []
 
 
 def test_unknown_and_malformed_department_ids(client: Client) -> None:

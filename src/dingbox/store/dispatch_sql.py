@@ -103,11 +103,10 @@ def resolve(
     if to_all:
         roots = [ROOT_DEPT]
     if roots:
-        seen = set(userids)
-        for userid, active in _subtree_users(tx, corp_id, roots):
-            if userid not in seen:
-                seen.add(userid)
-                recipients.append(Recipient(userid, bool(active)))
+        listed = set(userids)  # the subtree query already names each user once
+        recipients += [
+            Recipient(u, bool(a)) for u, a in _subtree_users(tx, corp_id, roots) if u not in listed
+        ]
     return Plan(recipients, invalid, _visible_set(tx, corp_id, visible))
 
 
