@@ -151,7 +151,7 @@ def test_listed_users_inside_listed_departments_appear_once(client: Client) -> N
 
 def test_recipients_are_resolved_when_dispatched(start_server: Callable[..., ServerProcess]) -> None:
     """DESIGN §3 Time: recipients come from the org as it is at dispatch, not at acceptance."""
-    c = Client(start_server("--test-controls", "--dispatch-delay", "1.0").url)
+    c = Client(start_server("--test-controls", "--dispatch-delay", "2.0").url)
     token = load(c)
     task = send(c, token, "moved", dept_id_list="3")
     assert c.task(task, wait=0)["status"] == 0

@@ -210,7 +210,7 @@ def test_dedup_day_is_the_shanghai_calendar_day(client: Client) -> None:
 
 def test_day_of_acceptance_decides_not_day_of_dispatch(start_server: Callable[..., ServerProcess]) -> None:
     """DESIGN §3 Time: a task accepted at 23:59:59, dispatched after midnight, counts on its accept day."""
-    c = Client(start_server("--test-controls", "--dispatch-delay", "1.0").url)
+    c = Client(start_server("--test-controls", "--dispatch-delay", "2.0").url)
     tokens = acme(c, users=1)
     freeze(c, "2026-03-01T23:59:50+08:00")
     early = send(c, tokens, APP, "X", userid_list="u00000")
@@ -238,7 +238,7 @@ def test_minute_of_acceptance_decides_not_minute_of_dispatch(
     start_server: Callable[..., ServerProcess],
 ) -> None:
     """DESIGN §3 Time: minute windows are calendar minutes of accepted_at, whenever the task is dispatched."""
-    c = Client(start_server("--test-controls", "--dispatch-delay", "1.0").url)
+    c = Client(start_server("--test-controls", "--dispatch-delay", "2.0").url)
     tokens = acme(c, users=3, app={"limits": {"per_minute": 1}})
     freeze(c, "2026-03-01T10:00:59+08:00")
     late = send(c, tokens, APP, "a", userid_list="u00000")
