@@ -6,6 +6,7 @@ result is a frozen `Settings` handed to `create_app`. Nothing reads the environm
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -48,12 +49,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on."),
     Setting("port", 8610, "Port to listen on (0 picks a free one).", int),
     Setting("db", DEFAULT_DB, "Store URL: sqlite:///relative.db, sqlite:////absolute.db or postgresql://…"),
-    Setting("org", (), "Org files (YAML or JSON) to load on start; the variable separates them with the OS path separator.", _paths),
+    Setting(
+        "org",
+        (),
+        "Org files (YAML or JSON) to load on start; the variable separates them with the OS path separator.",
+        _paths,
+    ),
     Setting("no_demo", False, "Do not load the demo org into an empty store.", _bool),
-    Setting("limits", "strict", "Limits profile: strict (DingTalk's documented limits), lenient or unlimited."),
+    Setting(
+        "limits", "strict", "Limits profile: strict (DingTalk's documented limits), lenient or unlimited."
+    ),
     Setting("dispatchers", 1, "Dispatcher loops in this process; 0 only accepts tasks.", int),
     Setting("auth", "", "Protect /ui/ and /api/v1 with this token (bearer or basic auth password)."),
-    Setting("test_controls", False, "Allow test controls (reset, clock, drain) from non-loopback clients.", _bool),
+    Setting(
+        "test_controls", False, "Allow test controls (reset, clock, drain) from non-loopback clients.", _bool
+    ),
     Setting("dispatch_delay", 0.0, "Seconds a task waits after acceptance before dispatch starts.", float),
     Setting("batch_size", 1000, "Recipients decided and written per dispatch transaction.", int),
     Setting("batch_pause", 0.0, "Seconds the dispatcher pauses between two batches of one task.", float),
@@ -92,7 +102,9 @@ class Settings:
                 try:
                     values[setting.name] = setting.parse(raw)
                 except ValueError:
-                    raise SettingsError(f"{setting.env} has value {raw!r}: not a valid {setting.name}") from None
+                    raise SettingsError(
+                        f"{setting.env} has value {raw!r}: not a valid {setting.name}"
+                    ) from None
         settings = cls(**values)
         settings.validate()
         return settings
@@ -101,8 +113,12 @@ class Settings:
         return replace(self, **changes)
 
     def validate(self) -> None:
+        if not self.host.strip():
+            raise SettingsError("host is empty: give an address such as 127.0.0.1 or 0.0.0.0")
         if self.limits not in LIMIT_PROFILES:
-            raise SettingsError(f"limits has value {self.limits!r}: choose one of {', '.join(LIMIT_PROFILES)}")
+            raise SettingsError(
+                f"limits has value {self.limits!r}: choose one of {', '.join(LIMIT_PROFILES)}"
+            )
         if self.dispatchers < 0:
             raise SettingsError(f"dispatchers has value {self.dispatchers}: must be 0 or more")
         if not 0 <= self.port <= 65535:
@@ -111,10 +127,14 @@ class Settings:
             raise SettingsError(f"batch_size has value {self.batch_size}: must be 1 or more")
         if self.body_limit < 1024:
             raise SettingsError(f"body_limit has value {self.body_limit}: must be at least 1024")
-        if self.dispatch_delay < 0 or self.batch_pause < 0:
-            raise SettingsError("dispatch_delay and batch_pause must not be negative")
+        for name in ("dispatch_delay", "batch_pause"):
+            seconds = getattr(self, name)
+            if not (math.isfinite(seconds) and seconds >= 0):  # NaN or infinity would stall dispatch for good
+                raise SettingsError(f"{name} has value {seconds}: must be a number of seconds, 0 or more")
         if self.log_level not in ("debug", "info", "warning", "error"):
-            raise SettingsError(f"log_level has value {self.log_level!r}: choose debug, info, warning or error")
+            raise SettingsError(
+                f"log_level has value {self.log_level!r}: choose debug, info, warning or error"
+            )
 
 
 assert {f.name for f in fields(Settings)} == set(SETTINGS_BY_NAME), "Settings and SETTINGS disagree"
