@@ -43,7 +43,9 @@ def wrk(url: str, seconds: int, connections: int = 32) -> float:
         script.write(LUA)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     os.unlink(script.name)
     for line in out.splitlines():
@@ -55,8 +57,17 @@ def wrk(url: str, seconds: int, connections: int = 32) -> float:
 def start_reference() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "reference_app:app", "--port", str(port), "--log-level", "warning",
-         "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "reference_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         cwd=Path(__file__).parent,
     )
     url = f"http://127.0.0.1:{port}"
@@ -71,10 +82,14 @@ def start_reference() -> tuple[subprocess.Popen[bytes], str]:
 
 def bench_accept(workdir: Path, seconds: int, rounds: int) -> dict[str, float]:
     server = ServerProcess(workdir / "accept.db", ["--dispatchers", "0", "--limits", "unlimited"]).start()
-    token = requests.get(server.url + "/gettoken", params={"appkey": "demo-key", "appsecret": "demo-secret"}).json()
+    token = requests.get(
+        server.url + "/gettoken", params={"appkey": "demo-key", "appsecret": "demo-secret"}
+    ).json()
     dingbox_url = f"{server.url}{SEND}?access_token={token['access_token']}"
-    check = requests.post(dingbox_url, json={"agent_id": 1001, "userid_list": "alice",
-                                             "msg": {"msgtype": "text", "text": {"content": "x"}}}).json()
+    check = requests.post(
+        dingbox_url,
+        json={"agent_id": 1001, "userid_list": "alice", "msg": {"msgtype": "text", "text": {"content": "x"}}},
+    ).json()
     assert check["errcode"] == 0, check
     reference, ref_url = start_reference()
     ours, theirs = [], []
@@ -94,13 +109,25 @@ def bench_accept(workdir: Path, seconds: int, rounds: int) -> dict[str, float]:
 
 def org_file(path: Path, users: int) -> Path:
     doc = {
-        "corps": [{
-            "corp_id": "bench", "name": "Bench",
-            "departments": [{"dept_id": 2 + d, "name": f"D{d}", "parent_id": 1} for d in range(10)],
-            "users": [{"userid": f"u{i:06d}", "name": f"U{i}", "dept_ids": [2 + i % 10]} for i in range(users)],
-            "apps": [{"agent_id": 9001, "name": "Bench", "type": "internal", "app_key": "bench-key",
-                      "app_secret": "bench-secret"}],
-        }]
+        "corps": [
+            {
+                "corp_id": "bench",
+                "name": "Bench",
+                "departments": [{"dept_id": 2 + d, "name": f"D{d}", "parent_id": 1} for d in range(10)],
+                "users": [
+                    {"userid": f"u{i:06d}", "name": f"U{i}", "dept_ids": [2 + i % 10]} for i in range(users)
+                ],
+                "apps": [
+                    {
+                        "agent_id": 9001,
+                        "name": "Bench",
+                        "type": "internal",
+                        "app_key": "bench-key",
+                        "app_secret": "bench-secret",
+                    }
+                ],
+            }
+        ]
     }
     path.write_text(json.dumps(doc))
     return path
@@ -114,7 +141,10 @@ def reference_executemany(db: Path, users: int) -> float:
     from dingbox.store.migrate import migrate_sqlite
 
     migrate_sqlite(conn)
-    rows = [(1, i, "bench", f"u{i:06d}", 9001, 0, None, None, 20000, b"0123456789abcdef", 1.0, 0) for i in range(users)]
+    rows = [
+        (1, i, "bench", f"u{i:06d}", 9001, 0, None, None, 20000, b"0123456789abcdef", 1.0, 0)
+        for i in range(users)
+    ]
     start = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(
@@ -136,33 +166,52 @@ def bench_fanout(workdir: Path, users: int, rounds: int) -> dict[str, float]:
         server = ServerProcess(workdir / f"fan{n}.db", ["--limits", "unlimited", "--org", str(org)]).start()
         try:
             s = requests.Session()
-            token = s.get(server.url + "/gettoken", params={"appkey": "bench-key", "appsecret": "bench-secret"}).json()
+            token = s.get(
+                server.url + "/gettoken", params={"appkey": "bench-key", "appsecret": "bench-secret"}
+            ).json()
             tok = token["access_token"]
-            sent = s.post(f"{server.url}{SEND}", params={"access_token": tok}, json={
-                "agent_id": 9001, "to_all_user": True, "msg": {"msgtype": "text", "text": {"content": f"fan {n}"}}})
+            sent = s.post(
+                f"{server.url}{SEND}",
+                params={"access_token": tok},
+                json={
+                    "agent_id": 9001,
+                    "to_all_user": True,
+                    "msg": {"msgtype": "text", "text": {"content": f"fan {n}"}},
+                },
+            )
             task_id = sent.json()["task_id"]
             task = s.get(f"{server.url}/api/v1/tasks/{task_id}", params={"wait": 300, "limit": 1}).json()
             assert task["status"] == 2 and task["counts"].get("delivered") == users, task["counts"]
             with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True) as conn:
                 accepted, finished = conn.execute(
-                    "SELECT accepted_at, finished_at FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+                    "SELECT accepted_at, finished_at FROM tasks WHERE task_id = ?", (task_id,)
+                ).fetchone()
             # acceptance to the last batch's commit, as the store recorded them: no client polling in it
             fanouts.append(finished - accepted)
             for _ in range(5):
                 start = time.perf_counter()
-                body = s.post(server.url + "/topapi/message/corpconversation/getsendresult",
-                              params={"access_token": tok}, json={"agent_id": 9001, "task_id": task_id}).json()
+                body = s.post(
+                    server.url + "/topapi/message/corpconversation/getsendresult",
+                    params={"access_token": tok},
+                    json={"agent_id": 9001, "task_id": task_id},
+                ).json()
                 results.append(time.perf_counter() - start)
                 assert len(body["send_result"]["unread_user_id_list"]) == users
         finally:
             server.stop()
     ref, fan = statistics.median(references), statistics.median(fanouts)
-    return {"reference_executemany_s": ref, "fanout_s": fan, "ratio": fan / ref,
-            "getsendresult_median_ms": statistics.median(results) * 1000}
+    return {
+        "reference_executemany_s": ref,
+        "fanout_s": fan,
+        "ratio": fan / ref,
+        "getsendresult_median_ms": statistics.median(results) * 1000,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -172,12 +221,16 @@ def main() -> None:
         work = Path(tmp)
         if args.only in (None, "accept"):
             a = bench_accept(work, args.seconds, args.rounds)
-            print(f"accept    reference {a['reference_rps']:.0f} req/s   dingbox {a['dingbox_rps']:.0f} req/s"
-                  f"   ratio {a['ratio']:.2f} (target >= 0.5)")
+            print(
+                f"accept    reference {a['reference_rps']:.0f} req/s   dingbox {a['dingbox_rps']:.0f} req/s"
+                f"   ratio {a['ratio']:.2f} (target >= 0.5)"
+            )
         if args.only in (None, "fanout"):
             f = bench_fanout(work, args.users, args.rounds)
-            print(f"fan-out   executemany {f['reference_executemany_s']:.3f} s   dingbox {f['fanout_s']:.3f} s"
-                  f"   ratio {f['ratio']:.2f}x (target <= 2x) for {args.users} users")
+            print(
+                f"fan-out   executemany {f['reference_executemany_s']:.3f} s   dingbox {f['fanout_s']:.3f} s"
+                f"   ratio {f['ratio']:.2f}x (target <= 2x) for {args.users} users"
+            )
             print(f"result    getsendresult median {f['getsendresult_median_ms']:.1f} ms (target <= 100 ms)")
 
 

@@ -21,7 +21,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-DEMO_ORG = yaml.safe_load((Path(__file__).parent.parent / "src/dingbox/demo_org.yaml").read_text(encoding="utf-8"))
+DEMO_ORG = yaml.safe_load(
+    (Path(__file__).parent.parent / "src/dingbox/demo_org.yaml").read_text(encoding="utf-8")
+)
 
 
 @pytest.fixture
@@ -38,7 +40,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start servers with their own arguments; each is stopped at the end of the test."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, db: Path | str | None = None, env: dict[str, str] | None = None, **kw: Any) -> ServerProcess:
+    def start(
+        *args: str, db: Path | str | None = None, env: dict[str, str] | None = None, **kw: Any
+    ) -> ServerProcess:
         proc = ServerProcess(db or tmp_path / f"s{len(started)}.db", args, env).start(**kw)
         started.append(proc)
         return proc

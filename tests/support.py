@@ -29,7 +29,9 @@ def free_port() -> int:
 class ServerProcess:
     """A `dingbox serve` subprocess on a free port; `info` holds the key=value lines it printed."""
 
-    def __init__(self, db: Path | str, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, db: Path | str, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> None:
         self.db_path = Path(db)
         self.db = f"sqlite:///{self.db_path}" if not str(db).startswith(("sqlite:", "postgres")) else str(db)
         self.args = list(args)
@@ -42,8 +44,21 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.port = free_port()
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "dingbox", "serve", "--db", self.db, "--port", str(self.port), "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd + self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        cmd = [
+            sys.executable,
+            "-m",
+            "dingbox",
+            "serve",
+            "--db",
+            self.db,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        self.proc = subprocess.Popen(
+            cmd + self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         self.info = {}
         self.output = []
         ready = threading.Event()
@@ -104,11 +119,15 @@ class Client:
         self.http = requests.Session()
 
     def token(self, app_key: str = "demo-key", app_secret: str = "demo-secret") -> str:
-        body = self.http.get(f"{self.base}/gettoken", params={"appkey": app_key, "appsecret": app_secret}).json()
+        body = self.http.get(
+            f"{self.base}/gettoken", params={"appkey": app_key, "appsecret": app_secret}
+        ).json()
         assert body["errcode"] == 0, body
         return str(body["access_token"])
 
-    def isv_token(self, corp_id: str = "dingdemo", suite_key: str = "suite-demo", secret: str = "suite-demo-secret") -> str:
+    def isv_token(
+        self, corp_id: str = "dingdemo", suite_key: str = "suite-demo", secret: str = "suite-demo-secret"
+    ) -> str:
         body = self.http.post(
             f"{self.base}/v1.0/oauth2/corpAccessToken",
             json={"suiteKey": suite_key, "suiteSecret": secret, "authCorpId": corp_id, "suiteTicket": "t"},
@@ -123,7 +142,11 @@ class Client:
         return result
 
     def send(self, token: str, msg: Any = None, agent_id: int = DEMO_AGENT, **fields: Any) -> dict[str, Any]:
-        body = {"agent_id": agent_id, "msg": msg or {"msgtype": "text", "text": {"content": "hello"}}, **fields}
+        body = {
+            "agent_id": agent_id,
+            "msg": msg or {"msgtype": "text", "text": {"content": "hello"}},
+            **fields,
+        }
         return self.oapi(MESSAGES + "asyncsend_v2", body, token)
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -177,7 +200,15 @@ def make_org(
                 "users": generated + list(extra_users),
                 "apps": list(apps)
                 if apps is not None
-                else [{"agent_id": 5001, "name": "Acme", "type": "internal", "app_key": "acme-key", "app_secret": "acme-secret"}],
+                else [
+                    {
+                        "agent_id": 5001,
+                        "name": "Acme",
+                        "type": "internal",
+                        "app_key": "acme-key",
+                        "app_secret": "acme-secret",
+                    }
+                ],
             }
         ],
     }

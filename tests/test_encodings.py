@@ -338,7 +338,7 @@ def test_form_body_not_utf8(client: Client) -> None:
 
 
 def test_multipart_form_body(client: Client) -> None:
-    """A multipart/form-data body is read like a urlencoded form, token included (as /media/upload's clients send)."""
+    """A multipart/form-data body is read like a urlencoded form, the token included."""
     fields = {
         "access_token": client.token(),
         "agent_id": str(DEMO_AGENT),

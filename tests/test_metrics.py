@@ -24,9 +24,10 @@ def test_metrics_count_requests_and_deliveries(client: Client) -> None:
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = resp.text
     assert "# TYPE dingbox_http_requests_total counter" in text
-    assert _metric(text, 'dingbox_http_requests_total{surface="oapi"}') >= _metric(
-        before, 'dingbox_http_requests_total{surface="oapi"}'
-    ) + 1  # the asyncsend_v2 call
+    assert (
+        _metric(text, 'dingbox_http_requests_total{surface="oapi"}')
+        >= _metric(before, 'dingbox_http_requests_total{surface="oapi"}') + 1
+    )  # the asyncsend_v2 call
     assert _metric(text, "dingbox_tasks_accepted_total") == 1
     assert _metric(text, "dingbox_tasks_pending") == 0
     assert _metric(text, "dingbox_recipients_decided_total") == 3

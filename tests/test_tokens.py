@@ -272,11 +272,14 @@ def test_get_corp_token_unknown_corp(client: Client) -> None:
     """A corp the suite is not installed in answers flat 40089 on both forms (emulator choice: 33001
     would send dingtalk-sdk's ISVClient into an endless token refresh)."""
     query = signed_query(plus_signature_timestamp(), "ticket")
-    suite = client.oapi("/service/get_suite_token", {"suite_key": "suite-demo", "suite_secret": "suite-demo-secret"})
+    suite = client.oapi(
+        "/service/get_suite_token", {"suite_key": "suite-demo", "suite_secret": "suite-demo-secret"}
+    )
 
     signed = client.oapi(f"/service/get_corp_token?{query}", {"auth_corpid": "dingnowhere"})
     legacy = client.oapi(
-        f"/service/get_corp_token?suite_access_token={suite['suite_access_token']}", {"auth_corpid": "dingnowhere"}
+        f"/service/get_corp_token?suite_access_token={suite['suite_access_token']}",
+        {"auth_corpid": "dingnowhere"},
     )
 
     assert {"errcode": 40089, "errmsg": "不合法的corpid或corpsecret"} == signed == legacy

@@ -20,9 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Router
 
-import dingbox.api.routes
-import dingbox.web.routes
-from dingbox import api, web
+from dingbox.api import routes as api_routes
 from dingbox.api.routes import ApiError, api_error
 from dingbox.dispatch.worker import Dispatcher
 from dingbox.metrics import Metrics, task_figures
@@ -33,6 +31,7 @@ from dingbox.runtime import Runtime
 from dingbox.services.container import Services
 from dingbox.settings import Settings
 from dingbox.store import Store, dispatch_sql, open_store
+from dingbox.web import routes as web_routes
 
 log = logging.getLogger("dingbox")
 
@@ -45,8 +44,8 @@ class DingboxApp:
         self.services = Services.build(self.runtime)
         self.dispatcher = Dispatcher(self.runtime, settings.dispatchers)
         self.services.notifications.on_accept = self.dispatcher.wake
-        self._api: Router = api.routes.build(self.services)
-        self._web: Router = web.routes.build(self.services)
+        self._api: Router = api_routes.build(self.services)
+        self._web: Router = web_routes.build(self.services)
         self._starlette = Starlette(routes=[], lifespan=self._lifespan)
         self.metrics = Metrics()
 

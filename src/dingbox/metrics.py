@@ -23,7 +23,11 @@ class Metrics:
         ]
         lines += [f'dingbox_http_requests_total{{surface="{s}"}} {self.requests[s]}' for s in SURFACES]
         for name, (kind, help_text) in _FIGURES.items():
-            lines += [f"# HELP dingbox_{name} {help_text}", f"# TYPE dingbox_{name} {kind}", f"dingbox_{name} {figures[name]}"]
+            lines += [
+                f"# HELP dingbox_{name} {help_text}",
+                f"# TYPE dingbox_{name} {kind}",
+                f"dingbox_{name} {figures[name]}",
+            ]
         return "\n".join(lines) + "\n"
 
 

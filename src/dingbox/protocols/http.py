@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -14,7 +15,10 @@ JSON_UTF8 = "application/json;charset=UTF-8"
 
 
 def json_response(
-    content: Any, status_code: int = 200, media_type: str = JSON_UTF8, headers: dict[str, str] | None = None
+    content: Any,
+    status_code: int = 200,
+    media_type: str = JSON_UTF8,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     return Response(orjson.dumps(content), status_code, headers, media_type=media_type)
 

@@ -18,4 +18,6 @@ def open_store(url: str, *, lock: bool = True) -> Store:
         return SQLiteStore(url, lock=lock)
     if is_postgres(url):
         raise StoreError("PostgreSQL support is not built yet; use a sqlite:/// URL")
-    raise StoreError(f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://user@host:port/db")
+    raise StoreError(
+        f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://user@host:port/db"
+    )

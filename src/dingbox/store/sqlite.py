@@ -94,6 +94,12 @@ class _Job:
         self.result: tuple[bool, Any] = (False, None)
 
 
+async def _awaitable(job: _Job) -> Any:
+    future = job.future
+    assert isinstance(future, asyncio.Future)
+    return await future
+
+
 def _units(jobs: list[_Job]) -> Iterator[list[_Job]]:
     """Consecutive batched jobs of one operation run as one call (one multi-row statement)."""
     unit: list[_Job] = []
@@ -245,13 +251,13 @@ class SQLiteStore(Store):
     async def write(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         job = _Job(op, args, kwargs, asyncio.get_running_loop())
         self._submit(job)
-        result: T = await job.future
+        result: T = await _awaitable(job)
         return result
 
     async def write_batched(self, op: Callable[[Any, list[Any]], list[T]], item: Any) -> T:
         job = _Job(op, (item,), {}, asyncio.get_running_loop(), batched=True)
         self._submit(job)
-        result: T = await job.future
+        result: T = await _awaitable(job)
         return result
 
     def write_sync(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:

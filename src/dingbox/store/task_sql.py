@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -12,10 +12,10 @@ from dingbox import ids
 from dingbox.store.base import Tx
 
 TASK_COLUMNS = (
-    "seq, task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash, userids, dept_ids,"
-    " to_all_user, template_id, template_data, robot_code, process_query_key, open_conversation_id, warnings,"
-    " accepted_at, not_before, status, total, cursor, delivered, invalid_dept_ids, finished_at, recalled_at,"
-    " status_bar"
+    "seq, task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash, userids,"
+    " dept_ids, to_all_user, template_id, template_data, robot_code, process_query_key, open_conversation_id,"
+    " warnings, accepted_at, not_before, status, total, cursor, delivered, invalid_dept_ids, finished_at,"
+    " recalled_at, status_bar"
 )
 
 
@@ -137,7 +137,9 @@ def insert_tasks(tx: Tx, items: list[tuple[NewTask, Callable[[], float]]]) -> li
         for start in range(0, len(pending), _ROWS_PER_INSERT):
             chunk = pending[start : start + _ROWS_PER_INSERT]
             wanted = {ids.task_id(): i for i in chunk}
-            params = [p for task_id, i in wanted.items() for p in _task_params(items[i][0], task_id, accepted_at)]
+            params = [
+                p for task_id, i in wanted.items() for p in _task_params(items[i][0], task_id, accepted_at)
+            ]
             sql = (
                 _INSERT_TASKS
                 + ",".join([_TASK_VALUES] * len(wanted))

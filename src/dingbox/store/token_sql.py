@@ -8,7 +8,9 @@ from dingbox.clock import ClockState
 from dingbox.store.base import Row, Tx
 
 
-def issue_token(tx: Tx, kind: str, principal: str, corp_id: str, now: float, ttl: float, fresh: str) -> tuple[str, float]:
+def issue_token(
+    tx: Tx, kind: str, principal: str, corp_id: str, now: float, ttl: float, fresh: str
+) -> tuple[str, float]:
     """The principal's live token with its validity renewed, or `fresh` when none is live."""
     row = tx.one(
         "SELECT token FROM tokens WHERE kind = ? AND principal = ? AND corp_id = ? AND expires_at > ?"
@@ -20,7 +22,8 @@ def issue_token(tx: Tx, kind: str, principal: str, corp_id: str, now: float, ttl
         tx.execute("UPDATE tokens SET expires_at = ? WHERE token = ?", (expires_at, row[0]))
         return str(row[0]), expires_at
     tx.execute(
-        "INSERT INTO tokens (token, kind, principal, corp_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO tokens (token, kind, principal, corp_id, issued_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         (fresh, kind, principal, corp_id, now, expires_at),
     )
     return fresh, expires_at

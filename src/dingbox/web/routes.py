@@ -17,7 +17,8 @@ _PAGE = (Path(__file__).parent / "templates" / "placeholder.html").read_text(enc
 def build(services: Services) -> Router:
     async def index(request: Request) -> Response:
         corps = "".join(
-            f"<li>{html.escape(cid)}: {html.escape(name)}</li>" for cid, name in sorted(services.runtime.directory.corps.items())
+            f"<li>{html.escape(cid)}: {html.escape(name)}</li>"
+            for cid, name in sorted(services.runtime.directory.corps.items())
         )
         return HTMLResponse(_PAGE.replace("{corps}", corps))
 
