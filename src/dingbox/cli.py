@@ -154,7 +154,6 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
     from dingbox.app import create_app
 
     app = create_app(settings, store)
-    _announce(settings, store, port)
     config = uvicorn.Config(
         app,
         log_level=settings.log_level,
@@ -165,9 +164,11 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
     server = uvicorn.Server(config)
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found
     # installed; this one turns that into a normal return, so Ctrl-C exits 0 rather than
-    # KeyboardInterrupt's 1. Until uvicorn takes over, it asks the server to stop at its first tick.
+    # KeyboardInterrupt's 1. Installed before the announcement, so from the moment a user sees the
+    # address Ctrl-C is a clean stop: until uvicorn takes over, it makes the server stop at its first tick.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+    _announce(settings, store, port)
     try:
         server.run(sockets=[sock])
     except Exception as exc:  # a crash of the server itself: report it in one line
