@@ -879,6 +879,22 @@ def test_department_subtree_is_what_a_dept_send_reaches(client: Client) -> None:
     ]
 
 
+def test_concurrent_loads_leave_tokens_matching_the_stored_org(client: Client) -> None:
+    """After concurrent PUTs the app keys that /gettoken accepts are exactly the stored ones."""
+    docs = [{"corps": [beta_corp(app_key=f"beta-key-{i}")]} for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda doc: client.load_org(doc).status_code, docs))
+    assert statuses == [200] * 16
+    beta = next(c for c in corps_view(client)["corps"] if c["corp_id"] == "beta")
+    stored = beta["apps"][0]["app_key"]
+    for i in range(16):
+        key = f"beta-key-{i}"
+        answer = client.http.get(
+            f"{client.base}/gettoken", params={"appkey": key, "appsecret": "beta-secret"}
+        ).json()
+        assert answer["errcode"] == (0 if key == stored else 40096), (key, stored, answer)
+
+
 # -- validation through the API ----------------------------------------------------------------------
 
 

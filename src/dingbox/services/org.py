@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,15 @@ def load_files_tx(tx: Tx, documents: list[tuple[str, Any]]) -> None:
 class OrgService:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        # one load at a time: otherwise a slower directory reload of an earlier load could land
+        # after a later one and bring back the org as it was in between
+        self._loading = asyncio.Lock()
 
     async def load(self, raw: Any) -> dict[str, int]:
-        counts = await self.rt.store.write(load_document_tx, raw)
-        await self.rt.reload_directory()
+        async with self._loading:
+            counts = await self.rt.store.write(load_document_tx, raw)
+            await self.rt.reload_directory()
         return counts
-
-    def load_sync(self, raw: Any) -> dict[str, int]:
-        return self.rt.store.write_sync(load_document_tx, raw)
 
     async def overview(self, *, with_secrets: bool) -> list[dict[str, Any]]:
         corps = await self.rt.store.read(org_sql.corps_overview)
