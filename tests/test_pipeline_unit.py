@@ -62,7 +62,7 @@ def test_isv_codes_are_the_1432xx_family() -> None:
         TIGHT,
         is_isv=True,
     )
-    assert [(d.reason, d.code) for d in got if d] == [
+    assert [(d[2], d[3]) for d in got if d] == [
         ("duplicate_content", "143206"),
         ("daily_cap", "143205"),
         ("minute_cap", "143203"),
@@ -75,7 +75,7 @@ def test_only_delivered_recipients_consume_the_minute_and_call_budgets() -> None
     recipients = [Recipient("x", None), Recipient("a", True), Recipient("i", False), Recipient("b", True)]
     recipients += [Recipient("c", True), Recipient("d", True)]
     got = decide_batch(1, recipients, facts(minute_count=1), limits, is_isv=False)
-    assert [(d.userid, d.outcome, d.reason) for d in got if d] == [
+    assert [d[:3] for d in got if d] == [
         ("x", Outcome.INVALID, "invalid_user"),
         ("a", Outcome.DELIVERED, None),
         ("i", Outcome.FAILED, "inactive_user"),

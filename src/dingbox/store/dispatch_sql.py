@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
-from dingbox.domain.pipeline import BatchFacts, Decision, Outcome, Recipient, decide_batch
+from dingbox.domain.pipeline import BatchFacts, DecisionRow, Outcome, RecipientRow, decide_batch
 from dingbox.params import MAX_INT64
 from dingbox.store.base import Tx, placeholders
 from dingbox.store.task_sql import TASK_COLUMNS, TaskRow
@@ -70,7 +70,7 @@ def next_ready_at(tx: Tx, now_real: float) -> float | None:
 
 @dataclass(frozen=True)
 class Plan:
-    recipients: list[Recipient]
+    recipients: list[RecipientRow]
     invalid_dept_ids: list[int | str]
     visible: frozenset[str] | None
 
@@ -98,15 +98,13 @@ def resolve(
             (corp_id, *chunk),
         ):
             known[userid] = bool(active)
-    recipients = [Recipient(u, known.get(u)) for u in userids]
+    recipients: list[RecipientRow] = [(u, known.get(u)) for u in userids]
     invalid, roots = _split_dept_ids(tx, corp_id, dept_ids)
     if to_all:
         roots = [ROOT_DEPT]
     if roots:
         listed = set(userids)  # the subtree query already names each user once
-        recipients += [
-            Recipient(u, bool(a)) for u, a in _subtree_users(tx, corp_id, roots) if u not in listed
-        ]
+        recipients += [row for row in _subtree_users(tx, corp_id, roots) if row[0] not in listed]
     return Plan(recipients, invalid, _visible_set(tx, corp_id, visible))
 
 
@@ -144,14 +142,21 @@ def _split_dept_ids(tx: Tx, corp_id: str, dept_ids: Sequence[str]) -> tuple[list
     return list(invalid), list(roots)
 
 
-def _subtree_users(tx: Tx, corp_id: str, roots: Sequence[int]) -> list[tuple[str, int]]:
-    sql = (
+def _subtree_users(tx: Tx, corp_id: str, roots: Sequence[int]) -> list[tuple[str, bool]]:
+    """(userid, active) of every user in the subtrees, by department id then userid, each once.
+
+    Read straight off the (corp_id, dept_id, userid) key, which is already in that order, and with
+    the few inactive users fetched apart: a join or a GROUP BY over 100,000 members costs more than
+    the rest of the fan-out's reading together.
+    """
+    rows = tx.all(
         _SUBTREE.format(roots=placeholders(len(roots)))
-        + " SELECT ud.userid, u.active FROM user_depts ud JOIN sub ON ud.dept_id = sub.dept_id"
-        " JOIN users u ON u.corp_id = ud.corp_id AND u.userid = ud.userid"
-        " WHERE ud.corp_id = ? GROUP BY ud.userid, u.active ORDER BY MIN(ud.dept_id), ud.userid"
+        + " SELECT userid FROM user_depts WHERE corp_id = ? AND dept_id IN (SELECT dept_id FROM sub)"
+        " ORDER BY dept_id, userid",
+        (corp_id, *roots, corp_id, corp_id),
     )
-    return [(r[0], r[1]) for r in tx.all(sql, (corp_id, *roots, corp_id, corp_id))]
+    inactive = {r[0] for r in tx.all("SELECT userid FROM users WHERE corp_id = ? AND active = 0", (corp_id,))}
+    return [(userid, userid not in inactive) for userid in dict.fromkeys(r[0] for r in rows)]
 
 
 def _visible_set(tx: Tx, corp_id: str, visible: Visibility | None) -> frozenset[str] | None:
@@ -185,7 +190,7 @@ def begin_task(
 @dataclass(frozen=True)
 class BatchResult:
     ok: bool
-    decisions: list[Decision | None]
+    decisions: list[DecisionRow | None]
 
 
 def apply_batch(
@@ -193,7 +198,7 @@ def apply_batch(
     task: TaskRow,
     owner: str,
     pos: int,
-    batch: Sequence[Recipient],
+    batch: Sequence[RecipientRow],
     visible: frozenset[str] | None,
     limits: AppLimits,
     day: int,
@@ -208,7 +213,7 @@ def apply_batch(
     if state is None or state[0] != pos:
         return BatchResult(False, [])  # reset, or another dispatcher took over: stop quietly
     cursor, delivered_before, recalled_at, total = state
-    deliverable = [r.userid for r in batch if r.active]
+    deliverable = [userid for userid, active in batch if active]
     dedup_owner: dict[str, int] = {}
     daily: dict[str, int] = {}
     if task.content_hash is not None:
@@ -236,29 +241,18 @@ def apply_batch(
         task.seq, batch, facts, limits, is_isv=task.is_isv, dedup=task.content_hash is not None
     )
     recalled = int(recalled_at is not None)
-    rows = []
+    seq, corp_id, agent_id, content = task.seq, task.corp_id, task.agent_id, task.content_hash
+    rows: list[tuple[object, ...]] = []
     delivered_now = 0
-    for offset, d in enumerate(decisions):
-        if d is None:
+    for at, decision in enumerate(decisions, pos):
+        if decision is None:
             continue
-        delivering = d.outcome is Outcome.DELIVERED
-        delivered_now += delivering
-        rows.append(
-            (
-                task.seq,
-                pos + offset,
-                task.corp_id,
-                d.userid,
-                task.agent_id,
-                int(d.outcome),
-                d.reason,
-                d.code,
-                day,
-                task.content_hash if delivering else None,
-                now,
-                recalled if delivering else 0,
-            )
-        )
+        userid, outcome, reason, code = decision
+        if outcome == Outcome.DELIVERED:
+            delivered_now += 1
+            rows.append((seq, at, corp_id, userid, agent_id, 0, None, None, day, content, now, recalled))
+        else:
+            rows.append((seq, at, corp_id, userid, agent_id, int(outcome), reason, code, day, None, now, 0))
     tx.executemany(
         "INSERT INTO deliveries (task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
         " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
