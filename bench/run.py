@@ -134,16 +134,20 @@ def org_file(path: Path, users: int) -> Path:
 
 
 def reference_executemany(db: Path, users: int) -> float:
-    """One executemany of `users` rows into a deliveries table created by dingbox's own migrations."""
+    """One executemany of `users` rows into a deliveries table created by dingbox's own migrations.
+
+    The rows are the ones the fan-out writes, in the order it writes them (department, then userid),
+    since index insertion order matters as much as the row count."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     from dingbox.store.migrate import migrate_sqlite
 
     migrate_sqlite(conn)
+    order = sorted(range(users), key=lambda i: (i % 10, i))  # org_file puts user i in department 2 + i % 10
     rows = [
-        (1, i, "bench", f"u{i:06d}", 9001, 0, None, None, 20000, b"0123456789abcdef", 1.0, 0)
-        for i in range(users)
+        (1, pos, "bench", f"u{i:06d}", 9001, 0, None, None, 20000, b"0123456789abcdef", 1.0, 0)
+        for pos, i in enumerate(order)
     ]
     start = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")

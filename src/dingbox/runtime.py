@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dingbox.clock import Clock, ClockState
-from dingbox.domain.directory import Directory
-from dingbox.domain.limits import LimitsProfile
+from dingbox.domain.directory import AppInfo, Directory
+from dingbox.domain.limits import AppLimits, LimitsProfile
 from dingbox.settings import Settings
 from dingbox.store import Store, org_sql, token_sql
 
@@ -16,14 +16,27 @@ class Runtime:
         self.clock = Clock()
         self.directory = Directory()
         self.limits = LimitsProfile.named(settings.limits)
+        self._app_limits: dict[tuple[int, bool], AppLimits] = {}
+
+    def app_limits(self, app: AppInfo, *, template: bool = False) -> AppLimits:
+        """The limits an app's sends run under (profile and org overrides), computed once per org load."""
+        key = (app.agent_id, template)
+        limits = self._app_limits.get(key)
+        if limits is None:
+            limits = self._app_limits[key] = self.limits.for_app(app.is_isv, app.limits, template=template)
+        return limits
+
+    def _set_directory(self, directory: Directory) -> None:
+        self.directory = directory
+        self._app_limits = {}
 
     def refresh_sync(self) -> None:
         """Load what is cached in memory from the store (at start, before serving)."""
         self.clock = Clock(self.store.read_sync(token_sql.load_clock))
-        self.directory = self.store.read_sync(org_sql.load_directory)
+        self._set_directory(self.store.read_sync(org_sql.load_directory))
 
     async def reload_directory(self) -> None:
-        self.directory = await self.store.read(org_sql.load_directory)
+        self._set_directory(await self.store.read(org_sql.load_directory))
 
     async def save_clock(self, state: ClockState) -> None:
         await self.store.write(token_sql.save_clock, state)

@@ -62,6 +62,10 @@ ADVISORY_CHARS: dict[str, int] = {
     "action_card.markdown": 1000,
 }
 
+_ADVISORY_BY_TYPE: dict[str, list[tuple[str, int, list[str]]]] = {}
+for _path, _limit in ADVISORY_CHARS.items():
+    _ADVISORY_BY_TYPE.setdefault(_path.split(".")[0], []).append((_path, _limit, _path.split(".")))
+
 VOICE_SECONDS = range(1, 60)  # spec §4.3: a positive integer below 60
 BTN_ORIENTATIONS = ("0", "1")  # spec §4.8, §10 #11: "0" vertical, "1" horizontal
 
@@ -114,9 +118,9 @@ def validate_message(msg: Any) -> Obj:
 def advisory_warnings(canonical: Obj) -> list[str]:
     """Fields of a canonical message longer than DingTalk suggests (`ADVISORY_CHARS`)."""
     warnings = []
-    for field_path, limit in ADVISORY_CHARS.items():
+    for field_path, limit, keys in _ADVISORY_BY_TYPE.get(canonical["msgtype"], ()):
         value: Any = canonical
-        for key in field_path.split("."):
+        for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, str) and len(value) > limit:
             warnings.append(

@@ -69,7 +69,7 @@ class NotificationService:
             raise errors.NoPermission()
         if not userids and not dept_ids and not to_all:
             raise errors.MissingParameter("userid_list/dept_id_list")
-        limits = self.rt.limits.for_app(app.is_isv, app.limits)
+        limits = self.rt.app_limits(app)
         if limits.userid_list is not None and len(userids) > limits.userid_list:
             raise errors.UserListTooLong()
         if limits.dept_id_list is not None and len(dept_ids) > limits.dept_id_list:

@@ -65,7 +65,7 @@ def api_name(path: str) -> str:
 
 
 async def handle(request: Request, services: Services) -> Response:
-    path = request.url.path
+    path: str = request.scope["path"]
     route = ROUTES.get(path)
     family = "topapi" if path.startswith("/topapi/") else "legacy"
     try:

@@ -22,7 +22,10 @@ from dingbox.params import Params
 
 async def read_params(request: Request, body: bytes) -> Params:
     """Merge the query string and the body; pull out `access_token` (query or form body)."""
-    values: dict[str, Any] = dict(request.query_params)
+    # what Starlette's query_params does, without building its multi-dict on every call
+    values: dict[str, Any] = dict(
+        parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    )
     token = values.pop("access_token", None)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body_values: Mapping[str, Any] = {}

@@ -59,7 +59,7 @@ ROUTES: dict[str, V1Route] = {
 
 
 async def handle(request: Request, services: Services) -> Response:
-    route = ROUTES.get(request.url.path)
+    route = ROUTES.get(request.scope["path"])
     try:
         if route is None or request.method != route.method:
             raise errors.RoutingError()
