@@ -208,6 +208,49 @@ def test_send_result_follows_reads(client: Client) -> None:
     assert (after["read_user_id_list"], after["unread_user_id_list"]) == (["alice"], ["0356123401"])
 
 
+def test_send_result_lists_keep_decision_order_through_reads(client: Client) -> None:
+    """Each list is in decision order whatever mix of outcomes a task has; reading twice counts once,
+    and once every delivered recipient has read, they are all in read_user_id_list."""
+    users = [{"userid": f"p{i}", "name": f"P{i}", "dept_ids": [1]} for i in range(8)]
+    apps = [
+        {
+            "agent_id": 5001,
+            "name": "Acme",
+            "type": "internal",
+            "app_key": "acme-key",
+            "app_secret": "acme-secret",
+        }
+    ]
+    assert client.load_org(make_org(extra_users=users, apps=apps)).status_code == 200
+    token = client.token("acme-key", "acme-secret")
+    first = client.send(token, agent_id=5001, userid_list="p1,p4,p6")
+    assert client.task(first["task_id"])["status"] == 2
+    task_id = client.send(token, agent_id=5001, userid_list="p7,p6,ghost,p5,p4,p3,p2,p1,p0")["task_id"]
+    assert client.task(task_id)["status"] == 2
+
+    def result() -> dict[str, Any]:
+        return client.result(token, task_id, agent_id=5001)
+
+    before = result()
+    unread = ["p7", "p5", "p3", "p2", "p0"]
+    for userid in ("p5", "p5", "p0"):
+        [message] = [m for m in client.inbox(userid, corp_id="acme") if m["task_id"] == task_id]
+        assert client.api("POST", f"/messages/{message['id']}/read").status_code == 200
+    middle = result()
+    for userid in ("p7", "p3", "p2"):
+        [message] = [m for m in client.inbox(userid, corp_id="acme") if m["task_id"] == task_id]
+        assert client.api("POST", f"/messages/{message['id']}/read").status_code == 200
+    after = result()
+
+    assert before["unread_user_id_list"] == unread and before["read_user_id_list"] == []
+    assert before["forbidden_user_id_list"] == ["p6", "p4", "p1"]
+    assert [e["userid"] for e in before["forbidden_list"]] == ["p6", "p4", "p1"]
+    assert before["invalid_user_id_list"] == ["ghost"]
+    assert (middle["unread_user_id_list"], middle["read_user_id_list"]) == (["p7", "p3", "p2"], ["p5", "p0"])
+    assert (after["unread_user_id_list"], after["read_user_id_list"]) == ([], unread)
+    assert after["forbidden_user_id_list"] == ["p6", "p4", "p1"]
+
+
 def test_send_result_only_for_tasks_of_the_last_24_hours(client: Client) -> None:
     """getsendresult answers for 24 h after acceptance and then 40035 naming the 24 h window."""
     freeze(client)

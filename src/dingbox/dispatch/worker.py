@@ -15,10 +15,11 @@ import uuid
 from dingbox.clock import calendar_minute, dingtalk_day
 from dingbox.runtime import Runtime
 from dingbox.store import dispatch_sql
-from dingbox.store.task_sql import TaskRow
+from dingbox.store.task_sql import POS_BITS, TaskRow
 
 log = logging.getLogger("dingbox.dispatch")
 POLL_SECONDS = 0.5
+MAX_RECIPIENTS = (1 << POS_BITS) - 1
 
 
 class Dispatcher:
@@ -84,7 +85,16 @@ class Dispatcher:
             bool(task.to_all_user),
             visibility,
         )
-        total = len(plan.recipients)
+        recipients = plan.recipients
+        if len(recipients) > MAX_RECIPIENTS:  # message ids hold the position in POS_BITS bits
+            log.warning(
+                "task %s resolves to %d recipients; deciding the first %d",
+                task.task_id,
+                len(recipients),
+                MAX_RECIPIENTS,
+            )
+            recipients = recipients[:MAX_RECIPIENTS]
+        total = len(recipients)
         now = self.rt.clock.now()
         if not await self.rt.store.write(
             dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now
@@ -97,7 +107,7 @@ class Dispatcher:
         size = self.rt.settings.batch_size
         pos = task.cursor
         while pos < total and not self._stop.is_set():
-            batch = plan.recipients[pos : pos + size]
+            batch = recipients[pos : pos + size]
             result = await self.rt.store.write(
                 dispatch_sql.apply_batch,
                 task,

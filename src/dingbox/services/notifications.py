@@ -15,12 +15,14 @@ import orjson
 
 from dingbox import errors
 from dingbox.domain.directory import AppInfo, Principal
+from dingbox.domain.limits import AppLimits
 from dingbox.domain.messages import _status_bar as validate_status_bar
 from dingbox.domain.messages import accept_message, advisory_warnings, content_hash
-from dingbox.domain.pipeline import Outcome, threshold
+from dingbox.domain.pipeline import threshold
 from dingbox.params import Params
 from dingbox.runtime import Runtime
 from dingbox.store import result_sql, task_sql
+from dingbox.store.result_sql import ResultLists
 from dingbox.store.task_sql import NewTask, TaskRow
 
 NOTIFICATION_SOURCES = ("work_notification", "template")
@@ -136,12 +138,10 @@ class NotificationService:
         size = task.total if task.total is not None else len(task_sql_userids(task))
         if cap is not None and size > cap:
             raise errors.CallTimeout()
-        rows = await self.rt.store.read(result_sql.result_rows, task.seq)
-        return build_send_result(task, rows, self.rt.limits.for_app(task.is_isv, self._app_limits(task)))
-
-    def _app_limits(self, task: TaskRow) -> Any:
+        lists = await self.rt.store.read(result_sql.result_lists, task.seq)
         app = self.rt.directory.apps.get(task.agent_id or 0)
-        return app.limits if app else {}
+        limits = self.rt.app_limits(app) if app else self.rt.limits.for_app(task.is_isv, {})
+        return build_send_result(task, lists, limits)
 
     async def recall(self, principal: Principal, params: Params) -> None:
         task = await self.owned_task(principal, params, "msg_task_id")
@@ -172,31 +172,18 @@ def task_sql_userids(task: TaskRow) -> list[str]:
     return list(orjson.loads(task.userids))
 
 
-def build_send_result(task: TaskRow, rows: list[tuple[Any, ...]], limits: Any) -> SendResult:
-    """getsendresult's lists from the task's rows: (userid, outcome, reason, code, read_at)."""
-    invalid: list[str] = []
-    forbidden: list[str] = []
-    failed: list[str] = []
-    read: list[str] = []
-    unread: list[str] = []
-    forbidden_list: list[dict[str, Any]] = []
-    for userid, outcome, reason, code, read_at in rows:
-        if outcome == Outcome.DELIVERED:
-            (read if read_at is not None else unread).append(userid)
-        elif outcome == Outcome.FORBIDDEN:
-            forbidden.append(userid)
-            if code is not None:
-                forbidden_list.append({"code": code, "count": threshold(reason, limits), "userid": userid})
-        elif outcome == Outcome.INVALID:
-            invalid.append(userid)
-        else:
-            failed.append(userid)
+def build_send_result(task: TaskRow, lists: ResultLists, limits: AppLimits) -> SendResult:
+    """getsendresult's send_result; `forbidden_list` names the flow-control code and its threshold."""
     return SendResult(
-        invalid_user_id_list=invalid,
-        forbidden_user_id_list=forbidden,
-        failed_user_id_list=failed,
-        read_user_id_list=read,
-        unread_user_id_list=unread,
+        invalid_user_id_list=lists.invalid,
+        forbidden_user_id_list=[userid for userid, _, _ in lists.forbidden],
+        failed_user_id_list=lists.failed,
+        read_user_id_list=lists.read,
+        unread_user_id_list=lists.unread,
         invalid_dept_id_list=list(orjson.loads(task.invalid_dept_ids)),
-        forbidden_list=forbidden_list,
+        forbidden_list=[
+            {"code": code, "count": threshold(reason, limits), "userid": userid}
+            for userid, reason, code in lists.forbidden
+            if code is not None
+        ],
     )

@@ -16,7 +16,7 @@ from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import BatchFacts, DecisionRow, Outcome, RecipientRow, decide_batch
 from dingbox.params import MAX_INT64
 from dingbox.store.base import Tx, placeholders
-from dingbox.store.task_sql import TASK_COLUMNS, TaskRow
+from dingbox.store.task_sql import TASK_COLUMNS, TaskRow, delivery_id
 
 T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
@@ -243,19 +243,36 @@ def apply_batch(
     recalled = int(recalled_at is not None)
     seq, corp_id, agent_id, content = task.seq, task.corp_id, task.agent_id, task.content_hash
     rows: list[tuple[object, ...]] = []
+    base = delivery_id(seq, 0)
     delivered_now = 0
     for at, decision in enumerate(decisions, pos):
         if decision is None:
             continue
         userid, outcome, reason, code = decision
+        row: tuple[object, ...]
         if outcome == Outcome.DELIVERED:
             delivered_now += 1
-            rows.append((seq, at, corp_id, userid, agent_id, 0, None, None, day, content, now, recalled))
+            row = (base | at, seq, at, corp_id, userid, agent_id, 0, None, None, day, content, now, recalled)
         else:
-            rows.append((seq, at, corp_id, userid, agent_id, int(outcome), reason, code, day, None, now, 0))
+            row = (
+                base | at,
+                seq,
+                at,
+                corp_id,
+                userid,
+                agent_id,
+                int(outcome),
+                reason,
+                code,
+                day,
+                None,
+                now,
+                0,
+            )
+        rows.append(row)
     tx.executemany(
-        "INSERT INTO deliveries (task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
-        " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO deliveries (id, task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
+        " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     if delivered_now:

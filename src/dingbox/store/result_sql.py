@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dingbox.store.base import Row, Tx
+from dingbox.store.task_sql import POS_BITS, delivery_range
 
 MESSAGE_COLUMNS = (
     "d.id, t.seq, d.corp_id, d.userid, d.open_conversation_id, t.source, t.agent_id, t.robot_code, t.task_id,"
@@ -37,29 +38,76 @@ class MessageRow:
     recalled: int
 
 
-def result_rows(tx: Tx, task_seq: int) -> list[Row]:
-    """(userid, outcome, reason, code, read_at) of every recipient, in decision order."""
-    return tx.all(
-        "SELECT userid, outcome, reason, code, read_at FROM deliveries WHERE task_seq = ? ORDER BY pos",
-        (task_seq,),
-    )
+@dataclass(frozen=True)
+class ResultLists:
+    """A task's recipients by getsendresult list, in decision order; forbidden as (userid, reason, code)."""
+
+    unread: list[str]
+    read: list[str]
+    forbidden: list[tuple[str, str, str | None]]
+    invalid: list[str]
+    failed: list[str]
+
+
+# Each list is aggregated in C from the task's stretch of the table: a 100,000-recipient result would
+# otherwise build 100,000 row tuples in Python. Userids hold no commas or spaces (the org file
+# forbids them), so they join and split safely. The task's own counters say which lists can be
+# non-empty, and when every recipient is in one list no per-row condition is evaluated at all.
+# SQLite reads a rowid range in rowid order and aggregates rows as it reads them, so the lists come
+# out in decision order; other dialects say ORDER BY inside the aggregate.
+_AGGREGATE = {"sqlite": "group_concat({expr}, ',')"}
+_LISTS = {
+    "unread": ("outcome = 0 AND read_at IS NULL", "userid"),
+    "read": ("outcome = 0 AND read_at IS NOT NULL", "userid"),
+    "forbidden": ("outcome = 1", "userid || ' ' || reason || ' ' || COALESCE(code, '-')"),
+    "invalid": ("outcome = 2", "userid"),
+    "failed": ("outcome = 3", "userid"),
+}
+
+
+def result_lists(tx: Tx, task_seq: int) -> ResultLists:
+    counters = tx.one("SELECT cursor, delivered, read_count FROM tasks WHERE seq = ?", (task_seq,))
+    decided, delivered, read = counters or (0, 0, 0)
+    sizes = {"unread": delivered - read, "read": read, "other": decided - delivered}
+    wanted = [name for name in _LISTS if sizes.get(name, sizes["other"]) > 0]
+    found: dict[str, list[str]] = {name: [] for name in _LISTS}
+    if wanted:
+        aggregate = _AGGREGATE[tx.dialect]
+        columns = []
+        for name in wanted:
+            condition, expr = _LISTS[name]
+            only_list = sizes.get(name, -1) == decided
+            columns.append(
+                aggregate.format(expr=expr if only_list else f"CASE WHEN {condition} THEN {expr} END")
+            )
+        row = tx.one(
+            f"SELECT {', '.join(columns)} FROM deliveries WHERE id >= ? AND id < ?", delivery_range(task_seq)
+        )
+        for name, text in zip(wanted, row or (), strict=False):
+            found[name] = text.split(",") if text else []
+    forbidden = []
+    for item in found["forbidden"]:
+        userid, reason, code = item.split(" ")
+        forbidden.append((userid, reason, None if code == "-" else code))
+    return ResultLists(found["unread"], found["read"], forbidden, found["invalid"], found["failed"])
 
 
 def recipient_page(tx: Tx, task_seq: int, cursor: int, limit: int) -> list[Row]:
     """(pos, userid, outcome, reason, code, id, read_at, recalled) from position `cursor` on."""
+    low, high = delivery_range(task_seq)
     return tx.all(
         "SELECT pos, userid, outcome, reason, code, id, read_at, recalled FROM deliveries"
-        " WHERE task_seq = ? AND pos >= ? ORDER BY pos LIMIT ?",
-        (task_seq, cursor, limit),
+        " WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+        (low + cursor, high, limit),
     )
 
 
 def outcome_counts(tx: Tx, task_seq: int) -> list[Row]:
     """(outcome, read, recalled, n) groups of a task's recipients."""
     return tx.all(
-        "SELECT outcome, read_at IS NOT NULL, recalled, COUNT(*) FROM deliveries WHERE task_seq = ?"
+        "SELECT outcome, read_at IS NOT NULL, recalled, COUNT(*) FROM deliveries WHERE id >= ? AND id < ?"
         " GROUP BY outcome, read_at IS NOT NULL, recalled",
-        (task_seq,),
+        delivery_range(task_seq),
     )
 
 
@@ -98,9 +146,11 @@ def inbox_page(
 
 
 def mark_read(tx: Tx, message_id: int, now: float) -> MessageRow | None:
-    """Set read_at once (idempotent); the caller checks recall before asking."""
-    tx.execute(
+    """Set read_at once (idempotent) and count it on the task; the caller checks recall before asking."""
+    changed = tx.execute(
         "UPDATE deliveries SET read_at = ? WHERE id = ? AND outcome = 0 AND read_at IS NULL AND recalled = 0",
         (now, message_id),
     )
+    if changed:
+        tx.execute("UPDATE tasks SET read_count = read_count + 1 WHERE seq = ?", (message_id >> POS_BITS,))
     return message_by_id(tx, message_id)

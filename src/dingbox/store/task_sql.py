@@ -151,6 +151,19 @@ def insert_tasks(tx: Tx, items: list[tuple[NewTask, Callable[[], float]]]) -> li
     return [r for r in results if r is not None]
 
 
+POS_BITS = 24  # a task decides at most 2^24 - 1 recipients; that many fit in a message id
+
+
+def delivery_id(task_seq: int, pos: int) -> int:
+    """A delivery's id (the recipient's message id): its task's seq and its position, in one integer."""
+    return (task_seq << POS_BITS) | pos
+
+
+def delivery_range(task_seq: int) -> tuple[int, int]:
+    """[low, high) of a task's delivery ids."""
+    return task_seq << POS_BITS, (task_seq + 1) << POS_BITS
+
+
 def task_by_seq(tx: Tx, seq: int) -> TaskRow | None:
     row = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?", (seq,))
     return None if row is None else TaskRow(*row)
@@ -164,7 +177,9 @@ def task_by_id(tx: Tx, task_id: int) -> TaskRow | None:
 def recall_task(tx: Tx, seq: int, now: float) -> None:
     """Recall every delivered copy; copies delivered later by the dispatcher are written recalled."""
     tx.execute("UPDATE tasks SET recalled_at = COALESCE(recalled_at, ?) WHERE seq = ?", (now, seq))
-    tx.execute("UPDATE deliveries SET recalled = 1 WHERE task_seq = ? AND outcome = 0", (seq,))
+    tx.execute(
+        "UPDATE deliveries SET recalled = 1 WHERE id >= ? AND id < ? AND outcome = 0", delivery_range(seq)
+    )
 
 
 def update_status_bar(tx: Tx, seq: int, bar: dict[str, Any]) -> None:

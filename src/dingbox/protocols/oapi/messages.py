@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,7 +20,7 @@ async def getsendprogress(call: OapiCall) -> dict[str, Any]:
 
 async def getsendresult(call: OapiCall) -> dict[str, Any]:
     result = await call.services.notifications.send_result(call.principal, call.params)
-    return {"send_result": asdict(result)}
+    return {"send_result": vars(result)}
 
 
 async def recall(call: OapiCall) -> dict[str, Any]:

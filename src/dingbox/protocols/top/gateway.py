@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from typing import Any
 
 from starlette.requests import Request
@@ -42,7 +41,7 @@ async def _progress(services: Services, principal: Principal, params: Params) ->
 
 
 async def _result(services: Services, principal: Principal, params: Params) -> dict[str, Any]:
-    return {"send_result": asdict(await services.notifications.send_result(principal, params))}
+    return {"send_result": vars(await services.notifications.send_result(principal, params))}
 
 
 METHODS: dict[str, Method] = {

@@ -133,6 +133,7 @@ CREATE TABLE tasks (
     total                INTEGER,
     cursor               INTEGER NOT NULL DEFAULT 0,
     delivered            INTEGER NOT NULL DEFAULT 0,
+    read_count           INTEGER NOT NULL DEFAULT 0,
     invalid_dept_ids     TEXT NOT NULL DEFAULT '[]',
     claimed_by           TEXT,
     claimed_at           REAL,
@@ -163,7 +164,6 @@ CREATE TABLE deliveries (
     read_at              REAL,
     recalled             INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX deliveries_task ON deliveries (task_seq, pos);
 CREATE INDEX deliveries_inbox ON deliveries (corp_id, userid, id) WHERE outcome = 0;
 CREATE UNIQUE INDEX deliveries_dedup ON deliveries (agent_id, userid, day, content_hash)
     WHERE outcome = 0 AND content_hash IS NOT NULL;

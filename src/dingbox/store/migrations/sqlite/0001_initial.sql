@@ -128,6 +128,7 @@ CREATE TABLE tasks (
     total                INTEGER,
     cursor               INTEGER NOT NULL DEFAULT 0,
     delivered            INTEGER NOT NULL DEFAULT 0,
+    read_count           INTEGER NOT NULL DEFAULT 0,
     invalid_dept_ids     TEXT NOT NULL DEFAULT '[]',
     claimed_by           TEXT,
     claimed_at           REAL,
@@ -139,6 +140,8 @@ CREATE INDEX tasks_pending ON tasks (status, seq) WHERE status < 2;
 CREATE INDEX tasks_query_key ON tasks (process_query_key) WHERE process_query_key IS NOT NULL;
 
 -- One row per recipient of a task; a delivered row (outcome 0) is that recipient's message.
+-- id = task seq << 24 | position, so a task's rows are one contiguous stretch of the table, in
+-- decision order: results and recipient pages are range scans with no index of their own.
 -- content_hash is set on rows that take part in the same-content rule; the dedup index doubles as
 -- the per-(app, user, day) counter, so the daily count is always the number of delivered rows.
 CREATE TABLE deliveries (
@@ -158,7 +161,6 @@ CREATE TABLE deliveries (
     read_at              REAL,
     recalled             INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX deliveries_task ON deliveries (task_seq, pos);
 CREATE INDEX deliveries_inbox ON deliveries (corp_id, userid, id) WHERE outcome = 0;
 CREATE UNIQUE INDEX deliveries_dedup ON deliveries (agent_id, userid, day, content_hash)
     WHERE outcome = 0 AND content_hash IS NOT NULL;
