@@ -104,6 +104,17 @@ class Dispatcher:
             task.is_isv, app.limits if app else {}, template=task.source == "template"
         )
         day, minute = dingtalk_day(task.accepted_at), calendar_minute(task.accepted_at)
+        # Per-recipient facts (same-content owner, daily count) can be skipped when there is no daily
+        # cap and no other task delivered this content today; a resumed task always reads them, since
+        # a changed org may put a recipient it already delivered at a new position.
+        recipient_facts = (
+            limits.daily_per_user is not None
+            or task.cursor > 0
+            or (
+                task.content_hash is not None
+                and await self.rt.store.read(dispatch_sql.content_delivered_elsewhere, task, day)
+            )
+        )
         size = self.rt.settings.batch_size
         pos = task.cursor
         while pos < total and not self._stop.is_set():
@@ -120,6 +131,7 @@ class Dispatcher:
                 minute,
                 self.rt.clock.now(),
                 time.time(),
+                recipient_facts,
             )
             if not result.ok:
                 return

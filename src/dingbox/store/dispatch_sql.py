@@ -187,6 +187,15 @@ def begin_task(
     return changed > 0
 
 
+def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
+    """Whether a task other than this one delivered this content for this app on this day."""
+    row = tx.one(
+        "SELECT task_seq FROM content_days WHERE agent_id = ? AND day = ? AND content_hash = ?",
+        (task.agent_id, day, task.content_hash),
+    )
+    return row is not None and row[0] != task.seq
+
+
 @dataclass(frozen=True)
 class BatchResult:
     ok: bool
@@ -205,7 +214,10 @@ def apply_batch(
     minute: int,
     now: float,
     now_real: float,
+    recipient_facts: bool = True,
 ) -> BatchResult:
+    """Decide and write one batch. `recipient_facts=False` skips reading each recipient's same-content
+    owner and daily count: right only when neither can matter (see `Dispatcher._run`)."""
     state = tx.one(
         "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?",
         (task.seq, owner),
@@ -216,7 +228,7 @@ def apply_batch(
     deliverable = [userid for userid, active in batch if active]
     dedup_owner: dict[str, int] = {}
     daily: dict[str, int] = {}
-    if task.content_hash is not None:
+    if task.content_hash is not None and recipient_facts:
         for chunk in _chunks(deliverable):
             for userid, count, same_task in tx.all(
                 "SELECT userid, COUNT(*), MAX(CASE WHEN content_hash = ? THEN task_seq END) FROM deliveries"
@@ -275,6 +287,12 @@ def apply_batch(
         " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    if delivered_now and content is not None:
+        tx.execute(
+            "INSERT INTO content_days (agent_id, day, content_hash, task_seq) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (agent_id, day, content_hash) DO NOTHING",
+            (agent_id, day, content, seq),
+        )
     if delivered_now:
         tx.execute(
             "INSERT INTO minute_counts (agent_id, minute, n) VALUES (?, ?, ?)"

@@ -193,6 +193,6 @@ def pending_stats(tx: Tx) -> tuple[int, float | None]:
 
 
 def reset_traffic(tx: Tx) -> None:
-    for table in ("deliveries", "minute_counts", "tasks", "tokens"):
+    for table in ("deliveries", "minute_counts", "content_days", "tasks", "tokens"):
         tx.execute(f"DELETE FROM {table}")
     tx.execute("DELETE FROM meta WHERE key = 'clock'")

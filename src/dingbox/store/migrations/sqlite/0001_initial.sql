@@ -165,6 +165,16 @@ CREATE INDEX deliveries_inbox ON deliveries (corp_id, userid, id) WHERE outcome 
 CREATE UNIQUE INDEX deliveries_dedup ON deliveries (agent_id, userid, day, content_hash)
     WHERE outcome = 0 AND content_hash IS NOT NULL;
 
+-- The first task that delivered a content for an app on a DingTalk day: a fresh task whose content
+-- no other task delivered that day needs no per-recipient same-content check.
+CREATE TABLE content_days (
+    agent_id     INTEGER NOT NULL,
+    day          INTEGER NOT NULL,
+    content_hash BLOB NOT NULL,
+    task_seq     INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, day, content_hash)
+);
+
 -- Recipients delivered per (app, calendar minute of acceptance), for the per-minute cap.
 CREATE TABLE minute_counts (
     agent_id INTEGER NOT NULL,
