@@ -72,6 +72,8 @@ class Params:
         value = self.values.get(name)
         if value is None:
             return []
+        if type(value) is str and value.isalnum():  # the common single id: nothing to split or trim
+            return [value]
         if isinstance(value, list):
             self.warnings.append(f"{name} was a JSON array; DingTalk documents a comma-separated string")
             parts = [_scalar_text(item, name) for item in value]

@@ -1,17 +1,43 @@
-"""HTTP plumbing shared by the wire adapters: bounded body reads and fast JSON responses."""
+"""HTTP plumbing shared by the wire adapters: bounded body reads, header and query lookups, JSON responses.
+
+These sit on every DingTalk call, so they read the ASGI scope directly instead of building
+Starlette's Headers, QueryParams and URL objects for a single lookup each.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dingbox import errors
 
 JSON_UTF8 = "application/json;charset=UTF-8"
+
+
+class JSONBytes(Response):
+    """A JSON response whose headers are built directly (Starlette's generic path costs as much as
+    the rest of a small handler)."""
+
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        media_type: str = JSON_UTF8,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.body = orjson.dumps(content)
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = None
+        raw = [(b"content-length", str(len(self.body)).encode()), (b"content-type", media_type.encode())]
+        if headers:
+            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = raw
 
 
 def json_response(
@@ -20,21 +46,53 @@ def json_response(
     media_type: str = JSON_UTF8,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    return Response(orjson.dumps(content), status_code, headers, media_type=media_type)
+    return JSONBytes(content, status_code, media_type, headers)
+
+
+def header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    """One request header (`name` in lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def query(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The query string as a dict (last value wins), as Starlette's query_params would give it."""
+    raw: bytes = scope["query_string"]
+    found: dict[str, str] = {}
+    if not raw:
+        return found
+    for part in raw.decode("latin-1").split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            key, value = unquote_plus(key), unquote_plus(value)
+        found[key] = value
+    return found
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, or BodyTooLarge as soon as it passes `limit` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = header(request.scope, b"content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise errors.BodyTooLarge()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.BodyTooLarge()
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise errors.BodyTooLarge()
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request._body = body  # lets request.form() and request.json() reuse what was read
     return body

@@ -33,9 +33,12 @@ class SQLiteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.lastrowid = 0  # of the last execute: SQLite's last_insert_rowid without a statement
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self.conn.execute(sql, params).rowcount
+        cursor = self.conn.execute(sql, params)
+        self.lastrowid = cursor.lastrowid or 0
+        return cursor.rowcount
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
@@ -198,13 +201,21 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _run_group(conn: sqlite3.Connection, tx: SQLiteTx, jobs: list[_Job]) -> None:
+        """One transaction for the group; each unit under a SAVEPOINT when there is more than one.
+
+        A lone unit needs none (its failure is the transaction's), and every statement saved matters:
+        the writer must win the GIL back from the event loop after each one.
+        """
+        units = list(_units(jobs))
+        isolate = len(units) > 1
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             SQLiteStore._answer(jobs, StoreError(f"cannot begin a transaction: {exc}"))
             return
-        for unit in _units(jobs):
-            conn.execute("SAVEPOINT job")
+        for unit in units:
+            if isolate:
+                conn.execute("SAVEPOINT job")
             try:
                 if unit[0].batched:
                     results = unit[0].op(tx, [job.args[0] for job in unit])
@@ -214,12 +225,14 @@ class SQLiteStore(Store):
                     job = unit[0]
                     job.result = (True, job.op(tx, *job.args, **job.kwargs))
             except BaseException as exc:  # the unit's own failure; the rest of the group still commits
-                conn.execute("ROLLBACK TO job")
+                if isolate:
+                    conn.execute("ROLLBACK TO job")
                 for job in unit:
                     job.result = (False, exc)
-            conn.execute("RELEASE job")
+            if isolate:
+                conn.execute("RELEASE job")
         try:
-            conn.execute("COMMIT")
+            conn.execute("COMMIT" if isolate or units[0][0].result[0] else "ROLLBACK")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             SQLiteStore._answer(jobs, StoreError(f"commit failed: {exc}"))

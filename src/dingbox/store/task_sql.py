@@ -127,28 +127,46 @@ def _task_params(task: NewTask, task_id: int, accepted_at: float) -> tuple[Any, 
 def insert_tasks(tx: Tx, items: list[tuple[NewTask, Callable[[], float]]]) -> list[tuple[int, int]]:
     """Record accepted tasks, many per statement; each gets the virtual time of this transaction.
 
-    Returns (seq, task_id) per item, in order. A clash of random task ids inserts nothing for that
-    item, which draws again.
+    Returns (seq, task_id) per item, in order. On SQLite a multi-row INSERT assigns consecutive seqs
+    (there is one writer), so no RETURNING rows need fetching: each fetch would be one more wait for
+    the GIL in the writer thread. Tasks whose random task_id clashed are drawn again one by one.
     """
     accepted_at = items[0][1]() if items else 0.0
-    results: list[tuple[int, int] | None] = [None] * len(items)
-    pending = list(range(len(items)))
-    while pending:
-        for start in range(0, len(pending), _ROWS_PER_INSERT):
-            chunk = pending[start : start + _ROWS_PER_INSERT]
-            wanted = {ids.task_id(): i for i in chunk}
-            params = [
-                p for task_id, i in wanted.items() for p in _task_params(items[i][0], task_id, accepted_at)
-            ]
-            sql = (
-                _INSERT_TASKS
-                + ",".join([_TASK_VALUES] * len(wanted))
-                + " ON CONFLICT (task_id) DO NOTHING RETURNING seq, task_id"
-            )
-            for seq, task_id in tx.all(sql, params):  # only the rows this statement inserted
-                results[wanted[task_id]] = (int(seq), int(task_id))
-        pending = [i for i in pending if results[i] is None]
-    return [r for r in results if r is not None]
+    if tx.dialect != "sqlite":
+        return [_insert_one(tx, task, accepted_at) for task, _ in items]
+    results: list[tuple[int, int]] = []
+    for start in range(0, len(items), _ROWS_PER_INSERT):
+        chunk = [task for task, _ in items[start : start + _ROWS_PER_INSERT]]
+        task_ids = [ids.task_id() for _ in chunk]
+        params = [
+            p
+            for task, task_id in zip(chunk, task_ids, strict=True)
+            for p in _task_params(task, task_id, accepted_at)
+        ]
+        sql = _INSERT_TASKS + ",".join([_TASK_VALUES] * len(chunk)) + " ON CONFLICT (task_id) DO NOTHING"
+        inserted = tx.execute(sql, params)
+        last = int(getattr(tx, "lastrowid", 0))
+        if inserted == len(chunk):
+            results += [(last - inserted + 1 + i, task_id) for i, task_id in enumerate(task_ids)]
+            continue
+        placed: dict[int, int] = dict(
+            tx.all("SELECT task_id, seq FROM tasks WHERE seq > ? AND seq <= ?", (last - inserted, last))
+        )
+        for task, task_id in zip(chunk, task_ids, strict=True):
+            seq = placed.get(task_id)
+            results.append((int(seq), task_id) if seq is not None else _insert_one(tx, task, accepted_at))
+    return results
+
+
+def _insert_one(tx: Tx, task: NewTask, accepted_at: float) -> tuple[int, int]:
+    while True:
+        task_id = ids.task_id()
+        row = tx.one(
+            _INSERT_TASKS + _TASK_VALUES + " ON CONFLICT (task_id) DO NOTHING RETURNING seq",
+            _task_params(task, task_id, accepted_at),
+        )
+        if row is not None:
+            return int(row[0]), task_id
 
 
 POS_BITS = 24  # a task decides at most 2^24 - 1 recipients; that many fit in a message id

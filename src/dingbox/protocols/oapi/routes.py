@@ -72,7 +72,7 @@ async def handle(request: Request, services: Services) -> Response:
         if route is None:
             raise errors.UnknownApi(api_name(path)) if family == "topapi" else errors.UnknownPath()
         family = route.family
-        if request.method not in route.methods:
+        if request.scope["method"] not in route.methods:
             raise errors.GetRequired() if "GET" in route.methods else errors.PostRequired()
         body = await read_body(request, services.runtime.settings.body_limit)
         try:

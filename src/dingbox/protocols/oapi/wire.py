@@ -18,16 +18,14 @@ from starlette.requests import Request
 
 from dingbox import errors
 from dingbox.params import Params
+from dingbox.protocols.http import header, query
 
 
 async def read_params(request: Request, body: bytes) -> Params:
     """Merge the query string and the body; pull out `access_token` (query or form body)."""
-    # what Starlette's query_params does, without building its multi-dict on every call
-    values: dict[str, Any] = dict(
-        parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    )
+    values: dict[str, Any] = query(request.scope)
     token = values.pop("access_token", None)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = (header(request.scope, b"content-type") or "").split(";")[0].strip().lower()
     body_values: Mapping[str, Any] = {}
     if body.strip():
         if content_type == "application/x-www-form-urlencoded" and not _looks_like_json(body):
