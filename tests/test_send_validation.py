@@ -285,3 +285,20 @@ def test_advisory_lengths_are_warnings_on_the_task(client: Client) -> None:
         "warnings"
     ]
     assert ["delivered"] == [r["outcome"] for r in task["recipients"]]
+
+
+def test_isv_app_may_not_send_to_all_users(client: Client) -> None:
+    """An ISV app's to_all_user send is refused by the gateway: 88 / sub_code "60011" 没有调用该接口的权限."""
+    token = client.isv_token()
+
+    refused = client.send(token, agent_id=2001, to_all_user=True)
+    allowed = client.send(token, agent_id=2001, to_all_user=False, userid_list="alice")
+
+    assert len(refused.pop("request_id")) == 13
+    assert refused == {
+        "errcode": 88,
+        "sub_code": "60011",
+        "sub_msg": "没有调用该接口的权限",
+        "errmsg": "ding talk error[subcode=60011,submsg=没有调用该接口的权限]",
+    }
+    assert allowed["errcode"] == 0
