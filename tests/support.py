@@ -158,6 +158,22 @@ class Client:
         body: dict[str, Any] = resp.json()
         return body
 
+    def freeze(self, now: str) -> None:
+        """Stop the virtual clock at `now` (ISO-8601 with an offset)."""
+        resp = self.api("PUT", "/clock", json={"now": now, "frozen": True})
+        assert resp.status_code == 200, resp.text
+
+    def advance(self, seconds: float) -> None:
+        resp = self.api("POST", "/clock/advance", json={"seconds": seconds})
+        assert resp.status_code == 200, resp.text
+
+    def sent(self, token: str, **fields: Any) -> int:
+        """Send (see `send`), wait until the task is finished, and give its task_id."""
+        body = self.send(token, **fields)
+        assert body["errcode"] == 0, body
+        assert self.task(body["task_id"])["status"] == 2
+        return int(body["task_id"])
+
     def drain(self, timeout: float = 30.0) -> None:
         resp = self.api("POST", "/dispatch/drain", params={"timeout": timeout})
         assert resp.status_code == 200, resp.text

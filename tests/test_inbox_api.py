@@ -37,21 +37,6 @@ def text(content: str) -> dict[str, Any]:
     return {"msgtype": "text", "text": {"content": content}}
 
 
-def freeze(c: Client, now: str = START) -> None:
-    assert c.api("PUT", "/clock", json={"now": now, "frozen": True}).status_code == 200
-
-
-def advance(c: Client, seconds: float) -> None:
-    assert c.api("POST", "/clock/advance", json={"seconds": seconds}).status_code == 200
-
-
-def sent(c: Client, token: str, **fields: Any) -> int:
-    body = c.send(token, **fields)
-    assert body["errcode"] == 0, body
-    assert c.task(body["task_id"])["status"] == 2
-    return int(body["task_id"])
-
-
 def page(c: Client, userid: str, **params: Any) -> dict[str, Any]:
     resp = c.api("GET", f"/corps/dingdemo/users/{userid}/messages", params=params)
     assert resp.status_code == 200, resp.text
@@ -70,13 +55,13 @@ def error(resp: requests.Response) -> tuple[int, str]:
 
 def test_inbox_is_newest_first_and_pages_without_gaps_or_duplicates(client: Client) -> None:
     """The inbox lists newest first; limit and before/next_before walk it with no gap and no repeat."""
-    freeze(client)
+    client.freeze(START)
     token = client.token()
     task_ids = []
     for i in range(7):
-        task_ids.append(sent(client, token, msg=text(f"m{i}"), userid_list="alice"))
+        task_ids.append(client.sent(token, msg=text(f"m{i}"), userid_list="alice"))
         if i % 2:  # pairs share a created_at, so the tie-break on seq is exercised too
-            advance(client, 1)
+            client.advance(1)
 
     pages, links, before = [], [], None
     while True:
@@ -98,7 +83,7 @@ def test_inbox_is_newest_first_and_pages_without_gaps_or_duplicates(client: Clie
 
 def test_inbox_limit_is_at_most_200(client: Client) -> None:
     """The inbox's limit accepts 1 to 200; 0, 201 and non-numbers are 400 invalid_request."""
-    sent(client, client.token(), userid_list="alice")
+    client.sent(client.token(), userid_list="alice")
 
     ok = client.api("GET", "/corps/dingdemo/users/alice/messages", params={"limit": 200})
     too_big = client.api("GET", "/corps/dingdemo/users/alice/messages", params={"limit": 201})
@@ -114,7 +99,7 @@ def test_inbox_limit_is_at_most_200(client: Client) -> None:
 
 def test_inbox_before_must_name_a_message(client: Client) -> None:
     """A before that names no message is 400, not a silent restart from the newest message."""
-    sent(client, client.token(), userid_list="alice")
+    client.sent(client.token(), userid_list="alice")
 
     unknown = client.api("GET", "/corps/dingdemo/users/alice/messages", params={"before": 987654})
     huge = client.api("GET", "/corps/dingdemo/users/alice/messages", params={"before": 10**20})
@@ -127,8 +112,8 @@ def test_inbox_before_must_name_a_message(client: Client) -> None:
 def test_inbox_filters_by_source_and_unread(client: Client) -> None:
     """source= keeps one kind of message and unread=true keeps the messages not yet read."""
     token = client.token()
-    first = sent(client, token, msg=text("a"), userid_list="alice")
-    second = sent(client, token, msg=text("b"), userid_list="alice")
+    first = client.sent(token, msg=text("a"), userid_list="alice")
+    second = client.sent(token, msg=text("b"), userid_list="alice")
     first_id = [m["id"] for m in client.inbox("alice") if m["task_id"] == first][0]
     assert client.api("POST", f"/messages/{first_id}/read").status_code == 200
 
@@ -146,12 +131,12 @@ def test_inbox_filters_by_source_and_unread(client: Client) -> None:
 
 def test_mark_read_is_idempotent_and_sets_read_at(client: Client) -> None:
     """POST …/read marks the message read at the virtual time once; reading again changes nothing."""
-    freeze(client)
-    task_id = sent(client, client.token(), userid_list="alice")
+    client.freeze(START)
+    task_id = client.sent(client.token(), userid_list="alice")
     message = client.inbox("alice")[0]
 
     first = client.api("POST", f"/messages/{message['id']}/read")
-    advance(client, 60)
+    client.advance(60)
     second = client.api("POST", f"/messages/{message['id']}/read")
     shown = client.api("GET", f"/messages/{message['id']}")
 
@@ -182,11 +167,11 @@ def test_unknown_messages_are_404(client: Client) -> None:
 def test_task_shows_each_recipients_outcome_reason_and_code(client: Client) -> None:
     """A task lists every recipient's outcome, reason (closed enum) and code, with counts and warnings."""
     token = client.token()
-    sent(client, token, msg=text("dup"), userid_list="0356123401")
-    task_id = sent(client, token, msg=text("dup"), userid_list=["alice", "0356123401", "carol", "ghost"])
+    client.sent(token, msg=text("dup"), userid_list="0356123401")
+    task_id = client.sent(token, msg=text("dup"), userid_list=["alice", "0356123401", "carol", "ghost"])
     alice = [m for m in client.inbox("alice") if m["task_id"] == task_id][0]
     assert client.api("POST", f"/messages/{alice['id']}/read").status_code == 200
-    recalled = sent(client, token, msg=text("gone"), userid_list="alice")
+    recalled = client.sent(token, msg=text("gone"), userid_list="alice")
     assert (
         client.oapi(MESSAGES + "recall", {"agent_id": DEMO_AGENT, "msg_task_id": recalled}, token)["errcode"]
         == 0
@@ -216,7 +201,7 @@ def test_task_shows_each_recipients_outcome_reason_and_code(client: Client) -> N
     assert {r["reason"] for r in task["recipients"] + gone["recipients"]} <= REASONS
     assert [(r["outcome"], r["reason"]) for r in gone["recipients"]] == [("recalled", None)]
     assert gone["counts"] == {"recalled": 1}
-    delivered = sent(client, token, msg=text("plain"), userid_list="alice")
+    delivered = client.sent(token, msg=text("plain"), userid_list="alice")
     assert [r["outcome"] for r in client.task(delivered)["recipients"]] == ["delivered"]
 
 
@@ -244,7 +229,7 @@ def test_task_recipients_page_with_cursor_and_limit(client: Client) -> None:
     """limit and cursor page a task's recipients in order; next_cursor is null on the last page."""
     assert client.load_org(make_org("acme", users=5)).status_code == 200
     token = client.token("acme-key", "acme-secret")
-    task_id = sent(client, token, agent_id=5001, dept_id_list="1")
+    task_id = client.sent(token, agent_id=5001, dept_id_list="1")
 
     pages, cursor = [], None
     while True:

@@ -37,22 +37,6 @@ def progress(c: Client, token: str, task_id: int, agent_id: int = DEMO_AGENT) ->
     return c.oapi(MESSAGES + "getsendprogress", {"agent_id": agent_id, "task_id": task_id}, token)
 
 
-def freeze(c: Client, now: str = START) -> None:
-    assert c.api("PUT", "/clock", json={"now": now, "frozen": True}).status_code == 200
-
-
-def advance(c: Client, seconds: float) -> None:
-    assert c.api("POST", "/clock/advance", json={"seconds": seconds}).status_code == 200
-
-
-def sent(c: Client, token: str, **fields: Any) -> int:
-    """Send, wait until the task is finished, and give its task_id."""
-    body = c.send(token, **fields)
-    assert body["errcode"] == 0, body
-    assert c.task(body["task_id"])["status"] == 2
-    return int(body["task_id"])
-
-
 def message_of(c: Client, userid: str, task_id: int) -> dict[str, Any]:
     found = [m for m in c.inbox(userid, limit=200) if m["task_id"] == task_id]
     assert len(found) == 1, found
@@ -119,9 +103,9 @@ def test_unknown_foreign_app_and_foreign_corp_tasks_are_indistinguishable(
 ) -> None:
     """An unknown task, another app's task and another corp's task all answer 40035 不合法的参数 <name>."""
     assert client.load_org(make_org("acme", users=1)).status_code == 200
-    demo_task = sent(client, client.token(), msg=OA, userid_list=USERS)
+    demo_task = client.sent(client.token(), msg=OA, userid_list=USERS)
     isv, acme = client.isv_token(), client.token("acme-key", "acme-secret")
-    other_corp_task = sent(client, acme, agent_id=5001, msg=OA, userid_list="u00000")
+    other_corp_task = client.sent(acme, agent_id=5001, msg=OA, userid_list="u00000")
 
     answers = [
         client.oapi(MESSAGES + path, {"agent_id": DEMO_AGENT, name: 1 << 40, **extra}, client.token()),
@@ -139,7 +123,7 @@ def test_unknown_foreign_app_and_foreign_corp_tasks_are_indistinguishable(
 def test_progress_requires_task_id_and_agent_id(client: Client) -> None:
     """getsendprogress without task_id or agent_id is 40035 缺少参数 <name>; a bad task_id 不合法的参数."""
     token = client.token()
-    task_id = sent(client, token, userid_list="alice")
+    task_id = client.sent(token, userid_list="alice")
 
     no_task = client.oapi(MESSAGES + "getsendprogress", {"agent_id": DEMO_AGENT}, token)
     no_agent = client.oapi(MESSAGES + "getsendprogress", {"task_id": task_id}, token)
@@ -152,7 +136,7 @@ def test_progress_requires_task_id_and_agent_id(client: Client) -> None:
 
 def test_agent_id_that_is_not_the_tokens_app_is_400002(client: Client) -> None:
     """Naming another app's agent_id on a task call answers 400002 agentId不合法, as on a send."""
-    task_id = sent(client, client.token(), userid_list="alice")
+    task_id = client.sent(client.token(), userid_list="alice")
 
     body = progress(client, client.isv_token(), task_id, DEMO_AGENT)
 
@@ -165,9 +149,9 @@ def test_agent_id_that_is_not_the_tokens_app_is_400002(client: Client) -> None:
 def test_send_result_has_every_list_as_arrays(client: Client) -> None:
     """getsendresult fills every send_result key with arrays; forbidden_list holds {code, count, userid}."""
     token = client.token()
-    sent(client, token, msg=text("周报"), userid_list="alice")
-    task_id = sent(
-        client, token, msg=text("周报"), userid_list="alice,0356123401,carol,ghost", dept_id_list="999"
+    client.sent(token, msg=text("周报"), userid_list="alice")
+    task_id = client.sent(
+        token, msg=text("周报"), userid_list="alice,0356123401,carol,ghost", dept_id_list="999"
     )
 
     body = client.oapi(MESSAGES + "getsendresult", {"agent_id": DEMO_AGENT, "task_id": task_id}, token)
@@ -187,7 +171,7 @@ def test_send_result_has_every_list_as_arrays(client: Client) -> None:
 def test_send_result_agent_id_is_optional(client: Client) -> None:
     """getsendresult answers without agent_id (optional in DingTalk's reference) for the token's task."""
     token = client.token()
-    task_id = sent(client, token, userid_list="alice")
+    task_id = client.sent(token, userid_list="alice")
 
     body = client.oapi(MESSAGES + "getsendresult", {"task_id": task_id}, token)
 
@@ -197,7 +181,7 @@ def test_send_result_agent_id_is_optional(client: Client) -> None:
 def test_send_result_follows_reads(client: Client) -> None:
     """getsendresult is current: once a recipient reads the message it moves from unread to read."""
     token = client.token()
-    task_id = sent(client, token, userid_list=USERS)
+    task_id = client.sent(token, userid_list=USERS)
     before = client.result(token, task_id)
 
     read = client.api("POST", f"/messages/{message_of(client, 'alice', task_id)['id']}/read")
@@ -253,15 +237,15 @@ def test_send_result_lists_keep_decision_order_through_reads(client: Client) -> 
 
 def test_send_result_only_for_tasks_of_the_last_24_hours(client: Client) -> None:
     """getsendresult answers for 24 h after acceptance and then 40035 naming the 24 h window."""
-    freeze(client)
+    client.freeze(START)
     token = client.token()
-    task_id = sent(client, token, userid_list="alice")
+    task_id = client.sent(token, userid_list="alice")
     query = {"agent_id": DEMO_AGENT, "task_id": task_id}
 
-    advance(client, DAY)
+    client.advance(DAY)
     token = client.token()  # the first one expired on the virtual clock
     at_limit = client.oapi(MESSAGES + "getsendresult", query, token)
-    advance(client, 1)
+    client.advance(1)
     past = client.oapi(MESSAGES + "getsendresult", query, token)
 
     assert at_limit["errcode"] == 0
@@ -275,8 +259,8 @@ def test_strict_send_result_refuses_tasks_over_100_recipients(client: Client) ->
     """Under strict limits getsendresult answers -1 Call timeout for a task of more than 100 recipients."""
     assert client.load_org(make_org("acme", users=101)).status_code == 200
     token = client.token("acme-key", "acme-secret")
-    hundred = sent(client, token, agent_id=5001, userid_list=",".join(f"u{i:05d}" for i in range(100)))
-    all_101 = sent(client, token, agent_id=5001, msg=text("all"), dept_id_list="1")
+    hundred = client.sent(token, agent_id=5001, userid_list=",".join(f"u{i:05d}" for i in range(100)))
+    all_101 = client.sent(token, agent_id=5001, msg=text("all"), dept_id_list="1")
 
     ok = client.oapi(MESSAGES + "getsendresult", {"agent_id": 5001, "task_id": hundred}, token)
     refused = client.oapi(MESSAGES + "getsendresult", {"agent_id": 5001, "task_id": all_101}, token)
@@ -290,7 +274,7 @@ def test_lenient_send_result_answers_tasks_over_100_recipients(start_server: Any
     c = Client(start_server("--limits", "lenient").url)
     assert c.load_org(make_org("acme", users=101)).status_code == 200
     token = c.token("acme-key", "acme-secret")
-    task_id = sent(c, token, agent_id=5001, dept_id_list="1")
+    task_id = c.sent(token, agent_id=5001, dept_id_list="1")
 
     result = c.result(token, task_id, agent_id=5001)
 
@@ -302,15 +286,15 @@ def test_lenient_send_result_answers_tasks_over_100_recipients(start_server: Any
 
 def test_recall_only_within_24_hours(client: Client) -> None:
     """recall works until 24 h after acceptance, then answers 40035 消息已超过撤回时限."""
-    freeze(client)
+    client.freeze(START)
     token = client.token()
-    first = sent(client, token, msg=text("one"), userid_list="alice")
-    second = sent(client, token, msg=text("two"), userid_list="alice")
+    first = client.sent(token, msg=text("one"), userid_list="alice")
+    second = client.sent(token, msg=text("two"), userid_list="alice")
 
-    advance(client, DAY)
+    client.advance(DAY)
     token = client.token()
     at_limit = client.oapi(MESSAGES + "recall", {"agent_id": DEMO_AGENT, "msg_task_id": first}, token)
-    advance(client, 1)
+    client.advance(1)
     past = client.oapi(MESSAGES + "recall", {"agent_id": DEMO_AGENT, "msg_task_id": second}, token)
 
     assert without_request_id(at_limit) == {"errcode": 0, "errmsg": "ok"}
@@ -324,7 +308,7 @@ def test_recall_only_within_24_hours(client: Client) -> None:
 def test_recalled_message_shows_recalled_and_cannot_be_read(client: Client) -> None:
     """A recalled message stays in the inbox marked recalled; reading it is 409 message_recalled."""
     token = client.token()
-    task_id = sent(client, token, userid_list=USERS)
+    task_id = client.sent(token, userid_list=USERS)
     message_id = message_of(client, "alice", task_id)["id"]
     query = {"agent_id": DEMO_AGENT, "msg_task_id": task_id}
 
@@ -371,7 +355,7 @@ def test_recall_of_a_pending_task_recalls_its_later_deliveries(slow_client: Clie
 def test_status_bar_update_changes_the_oa_message(client: Client) -> None:
     """status_bar/update replaces the status bar every recipient's OA message shows."""
     token = client.token()
-    task_id = sent(client, token, msg=OA, userid_list=USERS)
+    task_id = client.sent(token, msg=OA, userid_list=USERS)
     before = message_of(client, "alice", task_id)["status_bar"]
 
     body = client.oapi(
@@ -391,7 +375,7 @@ def test_status_bar_update_changes_the_oa_message(client: Client) -> None:
 def test_status_bar_update_only_for_oa_messages(client: Client) -> None:
     """status_bar/update on a task whose message is not OA answers 40035 naming the OA type."""
     token = client.token()
-    task_id = sent(client, token, userid_list="alice")
+    task_id = client.sent(token, userid_list="alice")
 
     body = client.oapi(
         MESSAGES + "status_bar/update",
@@ -407,15 +391,15 @@ def test_status_bar_update_only_for_oa_messages(client: Client) -> None:
 
 def test_status_bar_update_only_within_7_days(client: Client) -> None:
     """status_bar/update works until 7 days after acceptance, then answers 40035 naming the 7-day window."""
-    freeze(client)
+    client.freeze(START)
     token = client.token()
-    task_id = sent(client, token, msg=OA, userid_list="alice")
+    task_id = client.sent(token, msg=OA, userid_list="alice")
     query = {"agent_id": DEMO_AGENT, "task_id": task_id}
 
-    advance(client, 7 * DAY)
+    client.advance(7 * DAY)
     token = client.token()
     at_limit = client.oapi(MESSAGES + "status_bar/update", {**query, "status_value": "第7天"}, token)
-    advance(client, 1)
+    client.advance(1)
     past = client.oapi(MESSAGES + "status_bar/update", {**query, "status_value": "第8天"}, token)
 
     assert without_request_id(at_limit) == {"errcode": 0, "errmsg": "ok"}
@@ -438,7 +422,7 @@ def test_status_bar_update_only_within_7_days(client: Client) -> None:
 def test_status_bar_update_validates_its_fields(client: Client, fields: dict[str, Any], errmsg: str) -> None:
     """status_bg must be 0xAARRGGBB and status_value is given; else 40035, and the bar is unchanged."""
     token = client.token()
-    task_id = sent(client, token, msg=OA, userid_list="alice")
+    task_id = client.sent(token, msg=OA, userid_list="alice")
 
     body = client.oapi(
         MESSAGES + "status_bar/update", {"agent_id": DEMO_AGENT, "task_id": task_id, **fields}, token

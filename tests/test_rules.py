@@ -82,16 +82,6 @@ def acme(
     }
 
 
-def freeze(c: Client, now: str) -> None:
-    resp = c.api("PUT", "/clock", json={"now": now, "frozen": True})
-    assert resp.status_code == 200, resp.text
-
-
-def advance(c: Client, seconds: float) -> None:
-    resp = c.api("POST", "/clock/advance", json={"seconds": seconds})
-    assert resp.status_code == 200, resp.text
-
-
 def send(c: Client, tokens: dict[int, str], agent: int, content: str = "hello", **fields: Any) -> int:
     body = c.send(tokens[agent], text(content), agent_id=agent, **fields)
     assert body["errcode"] == 0, body
@@ -128,7 +118,7 @@ def in_parallel(base: str, jobs: Sequence[Callable[[Client], int]]) -> list[int]
 def test_same_content_twice_on_one_day_is_forbidden_143106(client: Client) -> None:
     """Spec §3.1/§3.4: same content, app, user and day → forbidden 143106; the others still get it."""
     tokens = acme(client, users=3)
-    freeze(client, NOON)
+    client.freeze(NOON)
     first = send(client, tokens, APP, "deploy done", userid_list="u00000")
     second = send(client, tokens, APP, "deploy done", userid_list="u00000,u00001")
     assert decided(client, first) == [("u00000", "delivered", None, None)]
@@ -152,7 +142,7 @@ def test_same_content_twice_on_one_day_is_forbidden_143106(client: Client) -> No
 def test_isv_duplicate_is_143206(client: Client) -> None:
     """Spec §3.4: an ISV app's duplicate is reported with 143206."""
     tokens = acme(client, users=1)
-    freeze(client, NOON)
+    client.freeze(NOON)
     send(client, tokens, ISV, "welcome", userid_list="u00000")
     again = send(client, tokens, ISV, "welcome", userid_list="u00000")
     assert decided(client, again) == [("u00000", "forbidden", "duplicate_content", "143206")]
@@ -164,7 +154,7 @@ def test_isv_duplicate_is_143206(client: Client) -> None:
 def test_content_identity_is_the_canonical_json(client: Client) -> None:
     """DESIGN §3: key order and object-vs-JSON-text do not make content different; one changed byte does."""
     tokens = acme(client, users=1)
-    freeze(client, NOON)
+    client.freeze(NOON)
     first = send(client, tokens, APP, "same", userid_list="u00000")
     reordered = client.send(
         tokens[APP], '{"text": {"content": "same"}, "msgtype": "text"}', agent_id=APP, userid_list="u00000"
@@ -179,7 +169,7 @@ def test_content_identity_is_the_canonical_json(client: Client) -> None:
 def test_dedup_is_per_app(client: Client) -> None:
     """Spec §3.1 (per micro-app): another app may send the same content to the same user on the same day."""
     tokens = acme(client, users=1)
-    freeze(client, NOON)
+    client.freeze(NOON)
     send(client, tokens, APP, "lunch", userid_list="u00000")
     other = send(client, tokens, APP2, "lunch", userid_list="u00000")
     again = send(client, tokens, APP, "lunch", userid_list="u00000")
@@ -191,15 +181,15 @@ def test_dedup_is_per_app(client: Client) -> None:
 def test_dedup_day_is_the_shanghai_calendar_day(client: Client) -> None:
     """DESIGN §3: the day runs 00:00–24:00 Asia/Shanghai; the UTC midnight (08:00 there) does not reset it."""
     tokens = acme(client, users=1)
-    freeze(client, "2026-03-01T00:00:00+08:00")
+    client.freeze("2026-03-01T00:00:00+08:00")
     first = send(client, tokens, APP, "x", userid_list="u00000")
-    freeze(client, "2026-03-01T07:59:59+08:00")
+    client.freeze("2026-03-01T07:59:59+08:00")
     before_utc_midnight = send(client, tokens, APP, "y", userid_list="u00000")
-    freeze(client, "2026-03-01T08:00:00+08:00")
+    client.freeze("2026-03-01T08:00:00+08:00")
     after_utc_midnight = send(client, tokens, APP, "y", userid_list="u00000")
-    freeze(client, "2026-03-01T23:59:59.999+08:00")
+    client.freeze("2026-03-01T23:59:59.999+08:00")
     last_instant = send(client, tokens, APP, "x", userid_list="u00000")
-    freeze(client, "2026-03-02T00:00:00+08:00")
+    client.freeze("2026-03-02T00:00:00+08:00")
     next_day = send(client, tokens, APP, "x", userid_list="u00000")
     assert decided(client, first) == [("u00000", "delivered", None, None)]
     assert decided(client, before_utc_midnight) == [("u00000", "delivered", None, None)]
@@ -212,13 +202,13 @@ def test_day_of_acceptance_decides_not_day_of_dispatch(start_server: Callable[..
     """DESIGN §3 Time: a task accepted at 23:59:59, dispatched after midnight, counts on its accept day."""
     c = Client(start_server("--test-controls", "--dispatch-delay", "2.0").url)
     tokens = acme(c, users=1)
-    freeze(c, "2026-03-01T23:59:50+08:00")
+    c.freeze("2026-03-01T23:59:50+08:00")
     early = send(c, tokens, APP, "X", userid_list="u00000")
     assert decided(c, early) == [("u00000", "delivered", None, None)]
-    advance(c, 9)  # 23:59:59
+    c.advance(9)  # 23:59:59
     x_late = send(c, tokens, APP, "X", userid_list="u00000")
     y_late = send(c, tokens, APP, "Y", userid_list="u00000")
-    advance(c, 2)  # 00:00:01 the next day, before either task is dispatched
+    c.advance(2)  # 00:00:01 the next day, before either task is dispatched
     assert c.task(x_late, wait=0)["status"] == 0
     x_next = send(c, tokens, APP, "X", userid_list="u00000")
     y_next = send(c, tokens, APP, "Y", userid_list="u00000")
@@ -240,9 +230,9 @@ def test_minute_of_acceptance_decides_not_minute_of_dispatch(
     """DESIGN §3 Time: minute windows are calendar minutes of accepted_at, whenever the task is dispatched."""
     c = Client(start_server("--test-controls", "--dispatch-delay", "2.0").url)
     tokens = acme(c, users=3, app={"limits": {"per_minute": 1}})
-    freeze(c, "2026-03-01T10:00:59+08:00")
+    c.freeze("2026-03-01T10:00:59+08:00")
     late = send(c, tokens, APP, "a", userid_list="u00000")
-    advance(c, 2)  # 10:01:01, before `late` is dispatched
+    c.advance(2)  # 10:01:01, before `late` is dispatched
     assert c.task(late, wait=0)["status"] == 0
     fresh = send(c, tokens, APP, "b", userid_list="u00001")
     full = send(c, tokens, APP, "c", userid_list="u00002")
@@ -257,7 +247,7 @@ def test_minute_of_acceptance_decides_not_minute_of_dispatch(
 def test_daily_cap_500th_delivered_501st_forbidden_143105(client: Client) -> None:
     """Spec §3.1/§10 #3: an internal app's 500th message to a user in a day is delivered, the 501st 143105."""
     tokens = acme(client, users=1)
-    freeze(client, NOON)
+    client.freeze(NOON)
 
     def job(i: int) -> Callable[[Client], int]:
         return lambda c: send(c, tokens, APP, f"n{i}", userid_list="u00000")
@@ -273,7 +263,7 @@ def test_daily_cap_500th_delivered_501st_forbidden_143105(client: Client) -> Non
     ]
     other_app = send(client, tokens, APP2, "n500", userid_list="u00000")
     assert decided(client, other_app) == [("u00000", "delivered", None, None)]
-    freeze(client, "2026-03-02T00:00:00+08:00")
+    client.freeze("2026-03-02T00:00:00+08:00")
     next_day = send(client, tokens, APP, "n501", userid_list="u00000")
     assert decided(client, next_day) == [("u00000", "delivered", None, None)]
 
@@ -281,7 +271,7 @@ def test_daily_cap_500th_delivered_501st_forbidden_143105(client: Client) -> Non
 def test_isv_daily_cap_100th_delivered_101st_forbidden_143205(client: Client) -> None:
     """Spec §3.1/§10 #3: an ISV app's 100th message to a user in a day is delivered, the 101st is 143205."""
     tokens = acme(client, users=1)
-    freeze(client, NOON)
+    client.freeze(NOON)
 
     def job(i: int) -> Callable[[Client], int]:
         return lambda c: send(c, tokens, ISV, f"n{i}", userid_list="u00000")
@@ -300,7 +290,7 @@ def test_isv_daily_cap_100th_delivered_101st_forbidden_143205(client: Client) ->
 def test_daily_cap_is_shared_per_app_resets_at_midnight_and_survives_recall(client: Client) -> None:
     """DESIGN §3: one budget per (app, user, day) for all tasks; recall returns none; midnight resets."""
     tokens = acme(client, users=2, app={"limits": {"daily_per_user": 5}})
-    freeze(client, "2026-03-01T23:00:00+08:00")
+    client.freeze("2026-03-01T23:00:00+08:00")
     both = send(client, tokens, APP, "m1", userid_list="u00000,u00001")
     singles = [send(client, tokens, APP, f"m{i}", userid_list="u00000") for i in range(2, 6)]
     assert decided(client, both) == [("u00000", "delivered", None, None), ("u00001", "delivered", None, None)]
@@ -318,11 +308,11 @@ def test_daily_cap_is_shared_per_app_resets_at_midnight_and_survives_recall(clie
     assert decided(client, send(client, tokens, APP2, "m6", userid_list="u00000")) == [
         ("u00000", "delivered", None, None)
     ]
-    freeze(client, "2026-03-01T23:59:59.999+08:00")
+    client.freeze("2026-03-01T23:59:59.999+08:00")
     assert decided(client, send(client, tokens, APP, "m7", userid_list="u00000")) == [
         ("u00000", "forbidden", "daily_cap", "143105")
     ]
-    freeze(client, "2026-03-02T00:00:00+08:00")
+    client.freeze("2026-03-02T00:00:00+08:00")
     assert decided(client, send(client, tokens, APP, "m7", userid_list="u00000")) == [
         ("u00000", "delivered", None, None)
     ]
@@ -343,9 +333,9 @@ def _two_halves(c: Client, *, app: dict[str, Any] | None = None) -> dict[int, st
 def test_minute_cap_second_3000_recipient_task_loses_exactly_1000(lc: Client) -> None:
     """Spec §3.1: ≤ 5000 recipients per app per minute; the next calendar minute of accepted_at is fresh."""
     tokens = _two_halves(lc)
-    freeze(lc, "2026-03-01T10:00:00+08:00")
+    lc.freeze("2026-03-01T10:00:00+08:00")
     first = send(lc, tokens, APP, "a", dept_id_list="2")
-    advance(lc, 30)
+    lc.advance(30)
     second = send(lc, tokens, APP, "b", dept_id_list="3")
     other_app = send(lc, tokens, APP2, "b", dept_id_list="3")
     assert lc.task(first, limit=1)["counts"] == {"delivered": 3000}
@@ -358,7 +348,7 @@ def test_minute_cap_second_3000_recipient_task_loses_exactly_1000(lc: Client) ->
         {"code": "143103", "count": 5000, "userid": f"u{i:05d}"} for i in range(5000, 6000)
     ]
     assert lc.task(other_app, limit=1)["counts"] == {"delivered": 3000}
-    advance(lc, 30)  # 10:01:00, the next calendar minute, only 30 s after `second`
+    lc.advance(30)  # 10:01:00, the next calendar minute, only 30 s after `second`
     third = send(lc, tokens, APP, "c", dept_id_list="3")
     assert lc.task(third, limit=1)["counts"] == {"delivered": 3000}
 
@@ -366,13 +356,13 @@ def test_minute_cap_second_3000_recipient_task_loses_exactly_1000(lc: Client) ->
 def test_isv_minute_cap_is_143203(client: Client) -> None:
     """Spec §3.4: an ISV app over its per-minute recipient cap gets 143203 (cap lowered per app to 2)."""
     tokens = acme(client, users=3, isv={"limits": {"per_minute": 2}})
-    freeze(client, "2026-03-01T10:00:59+08:00")
+    client.freeze("2026-03-01T10:00:59+08:00")
     task = send(client, tokens, ISV, "a", userid_list="u00000,u00001,u00002")
     assert decided(client, task)[2] == ("u00002", "forbidden", "minute_cap", "143203")
     assert result(client, tokens, ISV, task)["forbidden_list"] == [
         {"code": "143203", "count": 2, "userid": "u00002"}
     ]
-    advance(client, 1)
+    client.advance(1)
     assert decided(client, send(client, tokens, ISV, "b", userid_list="u00002")) == [
         ("u00002", "delivered", None, None)
     ]
@@ -384,7 +374,7 @@ def test_isv_minute_cap_is_143203(client: Client) -> None:
 def test_per_call_cap_internal_5000_then_recipient_limit_without_code(lc: Client) -> None:
     """Spec §3.1: an internal call reaches ≤ 5000 recipients; the 5001st is recipient_limit, no code."""
     tokens = acme(lc, users=5001, app={"limits": {"per_minute": None}})
-    freeze(lc, NOON)
+    lc.freeze(NOON)
     task = send(lc, tokens, APP, "all hands", to_all_user=True)
     outcomes = decided(lc, task)
     assert len(outcomes) == 5001
@@ -399,7 +389,7 @@ def test_per_call_cap_internal_5000_then_recipient_limit_without_code(lc: Client
 def test_minute_cap_precedes_per_call_cap(lc: Client) -> None:
     """DESIGN §3 rules 7–8: with both caps at 5000, the 5001st recipient of a fresh minute is minute_cap."""
     tokens = acme(lc, users=5001)
-    freeze(lc, NOON)
+    lc.freeze(NOON)
     task = send(lc, tokens, APP, "all hands", to_all_user=True)
     assert decided(lc, task)[5000] == ("u05000", "forbidden", "minute_cap", "143103")
     assert lc.task(task, limit=1)["counts"] == {"delivered": 5000, "forbidden": 1}
@@ -408,7 +398,7 @@ def test_minute_cap_precedes_per_call_cap(lc: Client) -> None:
 def test_isv_per_call_cap_is_1000(lc: Client) -> None:
     """Spec §3.1: an ISV call reaches ≤ 1000 recipients; the rest are forbidden with recipient_limit."""
     tokens = acme(lc, users=1001)
-    freeze(lc, NOON)
+    lc.freeze(NOON)
     task = send(lc, tokens, ISV, "hi", userid_list=",".join(f"u{i:05d}" for i in range(1001)))
     outcomes = decided(lc, task)
     assert outcomes[999] == ("u00999", "delivered", None, None)
@@ -441,7 +431,7 @@ def test_visible_to_inactive_and_unknown_users(client: Client) -> None:
         extra_users=_PEOPLE,
         app={"visible_to": {"dept_ids": [2], "userids": ["solo"]}},
     )
-    freeze(client, NOON)
+    client.freeze(NOON)
     task = send(client, tokens, APP, "hi", userid_list="in2,in3,out4,solo,rootu,lazy,lazyout,ghost")
     assert decided(client, task) == [
         ("in2", "delivered", None, None),
@@ -477,7 +467,7 @@ def test_visible_to_inactive_and_unknown_users(client: Client) -> None:
 def test_unknown_and_malformed_department_ids(client: Client) -> None:
     """Spec §3.1: unknown or malformed dept ids do not fail the call; invalid_dept_id_list lists them."""
     tokens = acme(client, departments=_DEPTS, extra_users=_PEOPLE)
-    freeze(client, NOON)
+    client.freeze(NOON)
     task = send(client, tokens, APP, "hi", dept_id_list="3,99,abc,-1,²,99999999999999999999,99")
     assert decided(client, task) == [
         ("in3", "delivered", None, None),
@@ -509,7 +499,7 @@ def test_recipients_that_are_not_delivered_consume_no_budget(client: Client) -> 
         extra_users=_PEOPLE,
         app={"visible_to": {"dept_ids": [2]}, "limits": {"per_minute": 2}},
     )
-    freeze(client, NOON)
+    client.freeze(NOON)
     task = send(client, tokens, APP, "hi", userid_list="ghost,out4,lazy,in2,in3,solo")
     assert decided(client, task) == [
         ("ghost", "invalid", "invalid_user", None),
@@ -526,7 +516,7 @@ def test_recipients_that_are_not_delivered_consume_no_budget(client: Client) -> 
 def test_duplicate_precedes_daily_cap_which_precedes_minute_cap(client: Client) -> None:
     """DESIGN §3 rules 5–7: the first rule that applies decides; forbidden recipients consume nothing."""
     tokens = acme(client, users=3, app={"limits": {"daily_per_user": 1, "per_minute": 2}})
-    freeze(client, NOON)
+    client.freeze(NOON)
     send(client, tokens, APP, "X", userid_list="u00000")
     dup = send(client, tokens, APP, "X", userid_list="u00000")
     mixed = send(client, tokens, APP, "Y", userid_list="u00000,u00001,u00002")
@@ -546,7 +536,7 @@ def test_inactive_or_invisible_user_is_decided_before_any_cap(client: Client) ->
     """DESIGN §3: a user over the daily cap who becomes inactive is failed, one made invisible is invalid."""
     people = [{"userid": "a", "name": "A"}, {"userid": "b", "name": "B"}]
     tokens = acme(client, extra_users=people, app={"limits": {"daily_per_user": 1}})
-    freeze(client, NOON)
+    client.freeze(NOON)
     assert decided(client, send(client, tokens, APP, "X", userid_list="a,b")) == [
         ("a", "delivered", None, None),
         ("b", "delivered", None, None),
@@ -583,7 +573,7 @@ def test_one_app_tasks_are_decided_in_acceptance_order(start_server: Callable[..
     )
     c = Client(proc.url)
     tokens = acme(c, users=20, app={"limits": {"daily_per_user": 3}})
-    freeze(c, NOON)
+    c.freeze(NOON)
     # The first task is long and reaches u00019 last; the later short ones would overtake it if allowed to.
     crowd = ",".join(f"u{i:05d}" for i in range(20))
     capped = [send(c, tokens, APP, "m0", userid_list=crowd)]
@@ -611,7 +601,7 @@ def _ids(prefix: str, n: int) -> str:
 def test_strict_list_limits_100_users_20_departments(client: Client) -> None:
     """DESIGN §3 strict: userid_list ≤ 100 (101 → 40032), dept_id_list ≤ 20 (21 → 40066)."""
     tokens = acme(client, users=1)
-    freeze(client, NOON)
+    client.freeze(NOON)
     assert client.send(tokens[APP], text("a"), agent_id=APP, userid_list=_ids("x", 100))["errcode"] == 0
     over = client.send(tokens[APP], text("b"), agent_id=APP, userid_list=_ids("x", 101))
     assert (sorted(over), over["errcode"], over["errmsg"]) == (
@@ -641,7 +631,7 @@ def test_per_app_list_limit_overrides(client: Client) -> None:
 def test_lenient_list_limits_5000_users_500_departments(lc: Client) -> None:
     """DESIGN §3 lenient: userid_list ≤ 5000 (5001 → 40032), dept_id_list ≤ 500 (501 → 40066)."""
     tokens = acme(lc, users=1)
-    freeze(lc, NOON)
+    lc.freeze(NOON)
     assert lc.send(tokens[APP], text("a"), agent_id=APP, userid_list=_ids("x", 5000))["errcode"] == 0
     assert lc.send(tokens[APP], text("b"), agent_id=APP, userid_list=_ids("x", 5001))["errcode"] == 40032
     assert lc.send(tokens[APP], text("c"), agent_id=APP, dept_id_list=_ids("", 500))["errcode"] == 0
@@ -652,7 +642,7 @@ def test_unlimited_lifts_every_cap_but_keeps_dedup(start_server: Callable[..., S
     """DESIGN §3 unlimited: no per-call, minute or daily cap (per-app overrides apply); dedup stays."""
     c = Client(start_server("--test-controls", "--limits", "unlimited").url)
     tokens = acme(c, users=6001, app2={"limits": {"daily_per_user": 1}})
-    freeze(c, NOON)
+    c.freeze(NOON)
     everyone = send(c, tokens, APP, "all", to_all_user=True)
     assert c.task(everyone, limit=1)["counts"] == {"delivered": 6001}
     again = send(c, tokens, APP, "all", to_all_user=True)

@@ -24,14 +24,6 @@ SUITE = {
 }
 
 
-def freeze(client: Client, now: str = T0) -> None:
-    assert client.api("PUT", "/clock", json={"now": now, "frozen": True}).status_code == 200
-
-
-def advance(client: Client, seconds: float) -> None:
-    assert client.api("POST", "/clock/advance", json={"seconds": seconds}).status_code == 200
-
-
 def gettoken(client: Client) -> tuple[str, int]:
     """A token from GET /gettoken, checking the whole envelope."""
     resp = client.http.get(
@@ -136,27 +128,27 @@ def test_gettoken_token_works_on_top_gateway(client: Client) -> None:
 @pytest.mark.parametrize("issuer", ISSUERS)
 def test_rerequest_returns_same_token_and_renews(client: Client, issuer: str) -> None:
     """Asking again within 7200 s returns the same token with expires_in 7200, and its validity restarts."""
-    freeze(client)
+    client.freeze(T0)
     token, _ = ISSUERS[issuer](client)
-    advance(client, 7199)
+    client.advance(7199)
 
     again, expires_in = ISSUERS[issuer](client)
-    advance(client, 7199)  # 14398 s after issue, 7199 s after the renewal
+    client.advance(7199)  # 14398 s after issue, 7199 s after the renewal
 
     assert (token, 7200) == (again, expires_in)
     assert_accepted(client, token)
-    advance(client, 1)
+    client.advance(1)
     assert_expired(client, token)
 
 
 @pytest.mark.parametrize("issuer", ISSUERS)
 def test_token_left_alone_expires_after_7200s(client: Client, issuer: str) -> None:
     """A token works for 7199 s, is rejected with 88/42001 at 7200 s, and the next request mints a new one."""
-    freeze(client)
+    client.freeze(T0)
     token, _ = ISSUERS[issuer](client)
-    advance(client, 7199)
+    client.advance(7199)
     assert_accepted(client, token)
-    advance(client, 1)
+    client.advance(1)
 
     assert_expired(client, token)
     fresh, expires_in = ISSUERS[issuer](client)
@@ -168,13 +160,13 @@ def test_token_left_alone_expires_after_7200s(client: Client, issuer: str) -> No
 
 def test_renewal_crosses_families(client: Client) -> None:
     """A /gettoken token is renewed by /v1.0/oauth2/accessToken (one store), and the other way round."""
-    freeze(client)
+    client.freeze(T0)
     token, _ = gettoken(client)
-    advance(client, 7199)
+    client.advance(7199)
     assert (token, 7200) == v1_token(client)
-    advance(client, 7199)
+    client.advance(7199)
     assert (token, 7200) == gettoken(client)
-    advance(client, 7199)
+    client.advance(7199)
 
     assert_accepted(client, token)
 
@@ -183,7 +175,7 @@ def test_fresh_tokens_are_never_rejected(client: Client) -> None:
     """50 tokens in a row, alternating /gettoken and v1.0, each usable at once (spec §1.7 hazard)."""
     seen: set[str] = set()
     for round_ in range(50):
-        advance(client, 7200)  # the previous token has just expired, on a clock that keeps running
+        client.advance(7200)  # the previous token has just expired, on a clock that keeps running
         token, expires_in = (gettoken if round_ % 2 == 0 else v1_token)(client)
         assert_accepted(client, token)
         assert token not in seen and expires_in == 7200
