@@ -199,7 +199,8 @@ def bench_fanout(workdir: Path, users: int, rounds: int) -> dict[str, float]:
                     params={"access_token": tok},
                     json={"agent_id": 9001, "task_id": task_id},
                 ).content
-                results.append(time.perf_counter() - start)  # the whole answer received; parsing is the client's
+                # the whole answer received; parsing it is the client's work
+                results.append(time.perf_counter() - start)
                 assert len(json.loads(raw)["send_result"]["unread_user_id_list"]) == users
         finally:
             server.stop()
