@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
 
+from dingbox import errors
 from dingbox.clock import parse_iso
 from dingbox.domain.org import OrgError
 from dingbox.params import MAX_INT64
-from dingbox.protocols.http import json_response
+from dingbox.protocols.http import json_response, read_body
 from dingbox.services.container import Services
 from dingbox.services.inbox import MAX_PAGE, AnchorNotFound, MessageRecalled
 
@@ -51,8 +52,17 @@ def is_loopback(request: Request) -> bool:
         return host in ("localhost", "testclient")
 
 
+# Org documents of large corps run to megabytes: the API takes far more than a DingTalk call.
+API_BODY_LIMIT = 256 * 1024 * 1024
+
+
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
+    try:
+        raw = await read_body(request, API_BODY_LIMIT)
+    except errors.BodyTooLarge:
+        raise ApiError(
+            413, "payload_too_large", f"bodies of the dingbox API are limited to {API_BODY_LIMIT} bytes"
+        ) from None
     try:
         return orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError:

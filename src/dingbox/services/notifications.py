@@ -98,7 +98,8 @@ class NotificationService:
 
     async def accept(self, task: NewTask) -> AcceptedTask:
         """Store a task with the virtual time of the accepting transaction, then wake a dispatcher."""
-        seq, task_id = await self.rt.store.write_batched(task_sql.insert_tasks, (task, self.rt.clock.now))
+        prepared = task_sql.PreparedTask.of(task)
+        seq, task_id = await self.rt.store.write_batched(task_sql.insert_tasks, (prepared, self.rt.clock.now))
         self.on_accept()
         return AcceptedTask(seq, task_id)
 

@@ -99,32 +99,42 @@ _TASK_VALUES = "(" + ",".join("?" * 20) + ")"
 _ROWS_PER_INSERT = 40  # 800 parameters a statement
 
 
-def _task_params(task: NewTask, task_id: int, accepted_at: float) -> tuple[Any, ...]:
-    return (
-        task_id,
-        task.source,
-        task.corp_id,
-        task.agent_id,
-        task.app_type,
-        _dumps(task.request),
-        task.msgtype,
-        task.msg.decode(),
-        task.content_hash,
-        _dumps(task.userids),
-        _dumps(task.dept_ids),
-        int(task.to_all_user),
-        task.template_id,
-        None if task.template_data is None else _dumps(task.template_data),
-        task.robot_code,
-        task.process_query_key,
-        task.open_conversation_id,
-        _dumps(task.warnings),
-        accepted_at,
-        task.not_before,
-    )
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task's column values, serialized by the accepting request rather than by the writer thread,
+    where every bit of Python waits for the GIL; the writer adds task_id and accepted_at."""
+
+    columns: tuple[Any, ...]
+    not_before: float
+
+    @classmethod
+    def of(cls, task: NewTask) -> PreparedTask:
+        columns = (
+            task.source,
+            task.corp_id,
+            task.agent_id,
+            task.app_type,
+            _dumps(task.request),
+            task.msgtype,
+            task.msg.decode(),
+            task.content_hash,
+            _dumps(task.userids),
+            _dumps(task.dept_ids),
+            int(task.to_all_user),
+            task.template_id,
+            None if task.template_data is None else _dumps(task.template_data),
+            task.robot_code,
+            task.process_query_key,
+            task.open_conversation_id,
+            _dumps(task.warnings),
+        )
+        return cls(columns, task.not_before)
+
+    def params(self, task_id: int, accepted_at: float) -> tuple[Any, ...]:
+        return (task_id, *self.columns, accepted_at, self.not_before)
 
 
-def insert_tasks(tx: Tx, items: list[tuple[NewTask, Callable[[], float]]]) -> list[tuple[int, int]]:
+def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) -> list[tuple[int, int]]:
     """Record accepted tasks, many per statement; each gets the virtual time of this transaction.
 
     Returns (seq, task_id) per item, in order. On SQLite a multi-row INSERT assigns consecutive seqs
@@ -141,7 +151,7 @@ def insert_tasks(tx: Tx, items: list[tuple[NewTask, Callable[[], float]]]) -> li
         params = [
             p
             for task, task_id in zip(chunk, task_ids, strict=True)
-            for p in _task_params(task, task_id, accepted_at)
+            for p in task.params(task_id, accepted_at)
         ]
         sql = _INSERT_TASKS + ",".join([_TASK_VALUES] * len(chunk)) + " ON CONFLICT (task_id) DO NOTHING"
         inserted = tx.execute(sql, params)
@@ -158,12 +168,12 @@ def insert_tasks(tx: Tx, items: list[tuple[NewTask, Callable[[], float]]]) -> li
     return results
 
 
-def _insert_one(tx: Tx, task: NewTask, accepted_at: float) -> tuple[int, int]:
+def _insert_one(tx: Tx, task: PreparedTask, accepted_at: float) -> tuple[int, int]:
     while True:
         task_id = ids.task_id()
         row = tx.one(
             _INSERT_TASKS + _TASK_VALUES + " ON CONFLICT (task_id) DO NOTHING RETURNING seq",
-            _task_params(task, task_id, accepted_at),
+            task.params(task_id, accepted_at),
         )
         if row is not None:
             return int(row[0]), task_id
