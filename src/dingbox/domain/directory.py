@@ -51,6 +51,10 @@ class Directory:
     apps: Mapping[int, AppInfo] = field(default_factory=dict)
     by_app_key: Mapping[str, AppInfo] = field(default_factory=dict)
     robots: Mapping[str, tuple[str, int, str]] = field(default_factory=dict)
+    # principals asked for on every authenticated call; a directory never changes once built
+    _principals: dict[tuple[str, str, str], Principal | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
@@ -76,6 +80,12 @@ class Directory:
 
     def principal(self, kind: str, key: str, corp_id: str) -> Principal | None:
         """The principal a stored token names, or None when the org no longer has it."""
+        cache_key = (kind, key, corp_id)
+        if cache_key not in self._principals:
+            self._principals[cache_key] = self._find_principal(kind, key, corp_id)
+        return self._principals[cache_key]
+
+    def _find_principal(self, kind: str, key: str, corp_id: str) -> Principal | None:
         if kind == "internal":
             app = self.by_app_key.get(key)
             if app is None or app.corp_id != corp_id:

@@ -62,6 +62,7 @@ ADVISORY_CHARS: dict[str, int] = {
     "action_card.markdown": 1000,
 }
 
+_SHORTEST_ADVISORY = min(ADVISORY_CHARS.values())
 _ADVISORY_BY_TYPE: dict[str, list[tuple[str, int, list[str]]]] = {}
 for _path, _limit in ADVISORY_CHARS.items():
     _ADVISORY_BY_TYPE.setdefault(_path.split(".")[0], []).append((_path, _limit, _path.split(".")))
@@ -115,8 +116,13 @@ def validate_message(msg: Any) -> Obj:
     return {"msgtype": msgtype, msgtype: _VALIDATORS[msgtype](body, path)}
 
 
-def advisory_warnings(canonical: Obj) -> list[str]:
-    """Fields of a canonical message longer than DingTalk suggests (`ADVISORY_CHARS`)."""
+def advisory_warnings(canonical: Obj, canonical_bytes: int | None = None) -> list[str]:
+    """Fields of a canonical message longer than DingTalk suggests (`ADVISORY_CHARS`).
+
+    Given the size of the canonical JSON, a message too short to hold any such field is not walked.
+    """
+    if canonical_bytes is not None and canonical_bytes <= _SHORTEST_ADVISORY:
+        return []
     warnings = []
     for field_path, limit, keys in _ADVISORY_BY_TYPE.get(canonical["msgtype"], ()):
         value: Any = canonical

@@ -91,7 +91,7 @@ class NotificationService:
             userids=userids,
             dept_ids=dept_ids,
             to_all_user=to_all,
-            warnings=params.warnings + advisory_warnings(canonical),
+            warnings=params.warnings + advisory_warnings(canonical, len(body)),
             not_before=time.time() + self.rt.settings.dispatch_delay,
         )
         return await self.accept(task)
