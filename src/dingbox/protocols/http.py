@@ -17,6 +17,7 @@ from starlette.responses import Response
 from dingbox import errors
 
 JSON_UTF8 = "application/json;charset=UTF-8"
+_CONTENT_TYPES = {t: t.encode() for t in (JSON_UTF8, "application/json", "application/json;charset=utf-8")}
 
 
 class JSONBytes(Response):
@@ -34,7 +35,8 @@ class JSONBytes(Response):
         self.status_code = status_code
         self.media_type = media_type
         self.background = None
-        raw = [(b"content-length", str(len(self.body)).encode()), (b"content-type", media_type.encode())]
+        content_type = _CONTENT_TYPES.get(media_type) or media_type.encode("latin-1")
+        raw = [(b"content-length", str(len(self.body)).encode()), (b"content-type", content_type)]
         if headers:
             raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         self.raw_headers = raw

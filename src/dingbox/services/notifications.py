@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -28,8 +28,7 @@ from dingbox.store.task_sql import NewTask, TaskRow
 NOTIFICATION_SOURCES = ("work_notification", "template")
 
 
-@dataclass(frozen=True)
-class AcceptedTask:
+class AcceptedTask(NamedTuple):
     seq: int
     task_id: int
 

@@ -19,7 +19,7 @@ TASK_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every send: slots and no frozen __setattr__ detour
 class NewTask:
     source: str
     corp_id: str
@@ -99,7 +99,7 @@ _TASK_VALUES = "(" + ",".join("?" * 20) + ")"
 _ROWS_PER_INSERT = 40  # 800 parameters a statement
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PreparedTask:
     """A task's column values, serialized by the accepting request rather than by the writer thread,
     where every bit of Python waits for the GIL; the writer adds task_id and accepted_at."""
@@ -114,19 +114,19 @@ class PreparedTask:
             task.corp_id,
             task.agent_id,
             task.app_type,
-            _dumps(task.request),
+            orjson.dumps(task.request).decode(),
             task.msgtype,
             task.msg.decode(),
             task.content_hash,
-            _dumps(task.userids),
-            _dumps(task.dept_ids),
+            orjson.dumps(task.userids).decode(),
+            orjson.dumps(task.dept_ids).decode(),
             int(task.to_all_user),
             task.template_id,
             None if task.template_data is None else _dumps(task.template_data),
             task.robot_code,
             task.process_query_key,
             task.open_conversation_id,
-            _dumps(task.warnings),
+            orjson.dumps(task.warnings).decode(),
         )
         return cls(columns, task.not_before)
 
