@@ -170,6 +170,16 @@ def test_json_array_list_is_accepted_with_a_warning(client: Client) -> None:
     assert recipients(task) == [("alice", "delivered"), (BOB, "delivered"), ("carol", "failed")]
 
 
+def test_json_array_items_with_commas_name_several_users(client: Client) -> None:
+    """An array item holding a comma names two users, as the documented comma string would; the
+    getsendresult lists (joined and split on commas) then stay exact."""
+    body = {"agent_id": DEMO_AGENT, "userid_list": ["alice,ghost one", BOB], "msg": MSG}
+    task = accepted(client, post_json(client, body, client.token()))
+    assert recipients(task) == [("alice", "delivered"), ("ghost one", "invalid"), (BOB, "delivered")]
+    result = client.result(client.token(), task["task_id"])
+    assert (result["unread_user_id_list"], result["invalid_user_id_list"]) == (["alice", BOB], ["ghost one"])
+
+
 def test_seed_curl_escaped_quotes_are_stripped(client: Client) -> None:
     """The sendbytemplate curl's `\\"123,456\\"` wrapping is stripped, with a warning (spec §2.1, §10 #18)."""
     artifact = f"%5C%22alice%2C{BOB}%5C%22"  # curl's -d 'userid_list=%5C%22123%2C456%5C%22'

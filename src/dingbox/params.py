@@ -76,7 +76,8 @@ class Params:
             return [value]
         if isinstance(value, list):
             self.warnings.append(f"{name} was a JSON array; DingTalk documents a comma-separated string")
-            parts = [_scalar_text(item, name) for item in value]
+            # an item holding commas names several ids, as it would in the documented string
+            parts = [part for item in value for part in _scalar_text(item, name).split(",")]
         elif isinstance(value, str | int) and not isinstance(value, bool):
             text = str(value).strip()
             for quote in _LIST_QUOTES:
