@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 LIMIT_PROFILES = ("strict", "lenient", "unlimited")
@@ -108,9 +108,6 @@ class Settings:
         settings = cls(**values)
         settings.validate()
         return settings
-
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
     def validate(self) -> None:
         if not self.host.strip():

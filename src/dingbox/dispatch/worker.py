@@ -119,7 +119,7 @@ class Dispatcher:
         pos = task.cursor
         while pos < total and not self._stop.is_set():
             batch = recipients[pos : pos + size]
-            result = await self.rt.store.write(
+            applied = await self.rt.store.write(
                 dispatch_sql.apply_batch,
                 task,
                 owner,
@@ -133,7 +133,7 @@ class Dispatcher:
                 time.time(),
                 recipient_facts,
             )
-            if not result.ok:
+            if not applied:
                 return
             pos += len(batch)
             if self.rt.settings.batch_pause and pos < total:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
-from dingbox.domain.pipeline import BatchFacts, DecisionRow, Outcome, RecipientRow, decide_batch
+from dingbox.domain.pipeline import BatchFacts, Outcome, RecipientRow, decide_batch
 from dingbox.params import MAX_INT64
 from dingbox.store.base import Tx, placeholders
 from dingbox.store.task_sql import TASK_COLUMNS, TaskRow, delivery_id
@@ -196,12 +196,6 @@ def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
     return row is not None and row[0] != task.seq
 
 
-@dataclass(frozen=True)
-class BatchResult:
-    ok: bool
-    decisions: list[DecisionRow | None]
-
-
 def apply_batch(
     tx: Tx,
     task: TaskRow,
@@ -215,15 +209,18 @@ def apply_batch(
     now: float,
     now_real: float,
     recipient_facts: bool = True,
-) -> BatchResult:
-    """Decide and write one batch. `recipient_facts=False` skips reading each recipient's same-content
-    owner and daily count: right only when neither can matter (see `Dispatcher._run`)."""
+) -> bool:
+    """Decide and write one batch; False when the task is gone or no longer ours.
+
+    `recipient_facts=False` skips reading each recipient's same-content owner and daily count: right
+    only when neither can matter (see `Dispatcher._run`).
+    """
     state = tx.one(
         "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?",
         (task.seq, owner),
     )
     if state is None or state[0] != pos:
-        return BatchResult(False, [])  # reset, or another dispatcher took over: stop quietly
+        return False  # reset, or another dispatcher took over: stop quietly
     cursor, delivered_before, recalled_at, total = state
     deliverable = [userid for userid, active in batch if active]
     dedup_owner: dict[str, int] = {}
@@ -314,4 +311,4 @@ def apply_batch(
             task.seq,
         ),
     )
-    return BatchResult(True, decisions)
+    return True

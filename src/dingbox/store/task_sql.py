@@ -192,11 +192,6 @@ def delivery_range(task_seq: int) -> tuple[int, int]:
     return task_seq << POS_BITS, (task_seq + 1) << POS_BITS
 
 
-def task_by_seq(tx: Tx, seq: int) -> TaskRow | None:
-    row = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?", (seq,))
-    return None if row is None else TaskRow(*row)
-
-
 def task_by_id(tx: Tx, task_id: int) -> TaskRow | None:
     row = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
     return None if row is None else TaskRow(*row)
