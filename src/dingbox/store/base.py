@@ -27,6 +27,7 @@ class StoreLocked(StoreError):
 
 class Tx(Protocol):
     dialect: str
+    lastrowid: int  # the rowid the last execute inserted, where the dialect has rowids
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows it changed."""

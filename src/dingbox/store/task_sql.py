@@ -155,7 +155,7 @@ def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) 
         ]
         sql = _INSERT_TASKS + ",".join([_TASK_VALUES] * len(chunk)) + " ON CONFLICT (task_id) DO NOTHING"
         inserted = tx.execute(sql, params)
-        last = int(getattr(tx, "lastrowid", 0))
+        last = tx.lastrowid
         if inserted == len(chunk):
             results += [(last - inserted + 1 + i, task_id) for i, task_id in enumerate(task_ids)]
             continue
