@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -214,6 +215,8 @@ def bench_fanout(workdir: Path, users: int, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench: the accept benchmark drives load with wrk (Debian: apt-get install wrk)")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
