@@ -39,20 +39,34 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk(url: str, seconds: int, connections: int = 32) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used: steadier than req/s on a host that steals CPU."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, pid: int | None = None, connections: int = 32) -> tuple[float, float]:
+    """(requests/s, server CPU microseconds per request) of one wrk run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(pid) - before if pid else 0.0
     os.unlink(script.name)
+    rps = requests_done = None
     for line in out.splitlines():
         if line.startswith("Requests/sec:"):
-            return float(line.split()[1])
-    raise RuntimeError("wrk printed no Requests/sec:\n" + out)
+            rps = float(line.split()[1])
+        if "requests in" in line:
+            requests_done = int(line.split()[0])
+    if rps is None or not requests_done:
+        raise RuntimeError("wrk printed no Requests/sec:\n" + out)
+    return rps, cpu / requests_done * 1e6
 
 
 def start_reference() -> tuple[subprocess.Popen[bytes], str]:
@@ -93,19 +107,27 @@ def bench_accept(workdir: Path, seconds: int, rounds: int) -> dict[str, float]:
     ).json()
     assert check["errcode"] == 0, check
     reference, ref_url = start_reference()
+    assert server.proc is not None
     ours, theirs = [], []
     try:
         wrk(ref_url + SEND, 1)  # warm both up
         wrk(dingbox_url, 1)
         for _ in range(rounds):
-            theirs.append(wrk(ref_url + SEND, seconds))
-            ours.append(wrk(dingbox_url, seconds))
+            theirs.append(wrk(ref_url + SEND, seconds, reference.pid))
+            ours.append(wrk(dingbox_url, seconds, server.proc.pid))
     finally:
         reference.send_signal(signal.SIGINT)
         reference.wait()
         server.stop()
-    ref, dbx = statistics.median(theirs), statistics.median(ours)
-    return {"reference_rps": ref, "dingbox_rps": dbx, "ratio": dbx / ref}
+    ref, dbx = statistics.median(r for r, _ in theirs), statistics.median(r for r, _ in ours)
+    ref_cpu, dbx_cpu = statistics.median(c for _, c in theirs), statistics.median(c for _, c in ours)
+    return {
+        "reference_rps": ref,
+        "dingbox_rps": dbx,
+        "ratio": dbx / ref,
+        "reference_cpu_us": ref_cpu,
+        "dingbox_cpu_us": dbx_cpu,
+    }
 
 
 def org_file(path: Path, users: int) -> Path:
@@ -232,6 +254,11 @@ def main() -> None:
             print(
                 f"accept    reference {a['reference_rps']:.0f} req/s   dingbox {a['dingbox_rps']:.0f} req/s"
                 f"   ratio {a['ratio']:.2f} (target >= 0.5)"
+            )
+            print(
+                f"          server CPU per request: reference {a['reference_cpu_us']:.0f} us"
+                f"   dingbox {a['dingbox_cpu_us']:.0f} us"
+                f"   ratio {a['reference_cpu_us'] / a['dingbox_cpu_us']:.2f}"
             )
         if args.only in (None, "fanout"):
             f = bench_fanout(work, args.users, args.rounds)
