@@ -26,6 +26,13 @@ class Runtime:
             limits = self._app_limits[key] = self.limits.for_app(app.is_isv, app.limits, template=template)
         return limits
 
+    def task_limits(self, agent_id: int | None, is_isv: bool, *, template: bool = False) -> AppLimits:
+        """The limits of a stored task's app; the profile's own when the org no longer has the app."""
+        app = self.directory.apps.get(agent_id or 0)
+        if app is None:
+            return self.limits.for_app(is_isv, {}, template=template)
+        return self.app_limits(app, template=template)
+
     def _set_directory(self, directory: Directory) -> None:
         self.directory = directory
         self._app_limits = {}

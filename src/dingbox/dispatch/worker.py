@@ -12,6 +12,8 @@ import os
 import time
 import uuid
 
+import orjson
+
 from dingbox.clock import calendar_minute, dingtalk_day
 from dingbox.runtime import Runtime
 from dingbox.store import dispatch_sql
@@ -100,9 +102,7 @@ class Dispatcher:
             dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now
         ):
             return
-        limits = self.rt.limits.for_app(
-            task.is_isv, app.limits if app else {}, template=task.source == "template"
-        )
+        limits = self.rt.task_limits(task.agent_id, task.is_isv, template=task.source == "template")
         day, minute = dingtalk_day(task.accepted_at), calendar_minute(task.accepted_at)
         # Per-recipient facts (same-content owner, daily count) can be skipped when there is no daily
         # cap and no other task delivered this content today; a resumed task always reads them, since
@@ -141,6 +141,4 @@ class Dispatcher:
 
 
 def _json_list(text: str) -> list[str]:
-    import orjson
-
     return [str(v) for v in orjson.loads(text)]

@@ -139,8 +139,7 @@ class NotificationService:
         if cap is not None and size > cap:
             raise errors.CallTimeout()
         lists = await self.rt.store.read(result_sql.result_lists, task.seq)
-        app = self.rt.directory.apps.get(task.agent_id or 0)
-        limits = self.rt.app_limits(app) if app else self.rt.limits.for_app(task.is_isv, {})
+        limits = self.rt.task_limits(task.agent_id, task.is_isv, template=task.source == "template")
         return build_send_result(task, lists, limits)
 
     async def recall(self, principal: Principal, params: Params) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import orjson
+
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import BatchFacts, Outcome, RecipientRow, decide_batch
@@ -175,8 +177,6 @@ def begin_task(
     tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int | str], now: float
 ) -> bool:
     """Record the resolved size; a task with nobody to decide is finished at once."""
-    import orjson
-
     changed = tx.execute(
         "UPDATE tasks SET total = ?, invalid_dept_ids = ?, status = CASE WHEN ? = 0 THEN 2 ELSE 1 END,"
         " finished_at = CASE WHEN ? = 0 THEN ? ELSE finished_at END,"
