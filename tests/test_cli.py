@@ -96,6 +96,14 @@ def run_cli(
     )
 
 
+def curl(*args: str) -> Any:
+    """Run curl as a user would and give its JSON answer."""
+    out = subprocess.run(
+        ["curl", "-sS", *args], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    return json.loads(out)
+
+
 def announced(server: ServerProcess) -> list[str]:
     """The key=value lines serve printed on start, in order."""
     return [line.strip() for line in server.output if re.match(r"^[a-z_]+=", line)]
@@ -148,38 +156,22 @@ def test_printed_credentials_work_with_curl(start_server: StartServer) -> None:
     """The printed app_key/app_secret get a token with curl; an asyncsend_v2 to alice lands in her inbox."""
     server = start_server()
     info = server.info
-    token_out = subprocess.run(
-        ["curl", "-sS", f"{server.url}/gettoken?appkey={info['app_key']}&appsecret={info['app_secret']}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    token = json.loads(token_out)
+    token = curl(f"{server.url}/gettoken?appkey={info['app_key']}&appsecret={info['app_secret']}")
     assert (token["errcode"], token["errmsg"], token["expires_in"]) == (0, "ok", 7200)
     body = {
         "agent_id": int(info["agent_id"]),
         "userid_list": "alice",
         "msg": {"msgtype": "text", "text": {"content": "hi"}},
     }
-    sent = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            json.dumps(body),
-            f"{server.url}{MESSAGES}asyncsend_v2?access_token={token['access_token']}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    answer = json.loads(sent)
+    answer = curl(
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        json.dumps(body),
+        f"{server.url}{MESSAGES}asyncsend_v2?access_token={token['access_token']}",
+    )
     assert (answer["errcode"], answer["errmsg"]) == (0, "ok") and answer["task_id"] > 2**38
     client = Client(server.url)
     assert client.task(answer["task_id"])["status"] == 2

@@ -244,47 +244,32 @@ def test_minute_of_acceptance_decides_not_minute_of_dispatch(
 # -- daily per-user cap ----------------------------------------------------------------------------
 
 
-def test_daily_cap_500th_delivered_501st_forbidden_143105(client: Client) -> None:
-    """Spec §3.1/§10 #3: an internal app's 500th message to a user in a day is delivered, the 501st 143105."""
+@pytest.mark.parametrize(("agent", "cap", "code"), [(APP, 500, "143105"), (ISV, 100, "143205")])
+def test_daily_cap_last_message_delivered_next_forbidden(
+    client: Client, agent: int, cap: int, code: str
+) -> None:
+    """Spec §3.1/§10 #3: an app's 500th (ISV: 100th) message to a user in a day is delivered, the next
+    is forbidden 143105 (ISV: 143205); another app and the next Shanghai day are unaffected."""
     tokens = acme(client, users=1)
     client.freeze(NOON)
 
     def job(i: int) -> Callable[[Client], int]:
-        return lambda c: send(c, tokens, APP, f"n{i}", userid_list="u00000")
+        return lambda c: send(c, tokens, agent, f"n{i}", userid_list="u00000")
 
-    in_parallel(client.base, [job(i) for i in range(499)])
+    in_parallel(client.base, [job(i) for i in range(cap - 1)])
     client.drain()
-    last = send(client, tokens, APP, "n499", userid_list="u00000")
-    over = send(client, tokens, APP, "n500", userid_list="u00000")
+    last = send(client, tokens, agent, f"n{cap - 1}", userid_list="u00000")
+    over = send(client, tokens, agent, f"n{cap}", userid_list="u00000")
     assert decided(client, last) == [("u00000", "delivered", None, None)]
-    assert decided(client, over) == [("u00000", "forbidden", "daily_cap", "143105")]
-    assert result(client, tokens, APP, over)["forbidden_list"] == [
-        {"code": "143105", "count": 500, "userid": "u00000"}
+    assert decided(client, over) == [("u00000", "forbidden", "daily_cap", code)]
+    assert result(client, tokens, agent, over)["forbidden_list"] == [
+        {"code": code, "count": cap, "userid": "u00000"}
     ]
-    other_app = send(client, tokens, APP2, "n500", userid_list="u00000")
+    other_app = send(client, tokens, APP2, f"n{cap}", userid_list="u00000")
     assert decided(client, other_app) == [("u00000", "delivered", None, None)]
     client.freeze("2026-03-02T00:00:00+08:00")
-    next_day = send(client, tokens, APP, "n501", userid_list="u00000")
+    next_day = send(client, tokens, agent, f"n{cap + 1}", userid_list="u00000")
     assert decided(client, next_day) == [("u00000", "delivered", None, None)]
-
-
-def test_isv_daily_cap_100th_delivered_101st_forbidden_143205(client: Client) -> None:
-    """Spec §3.1/§10 #3: an ISV app's 100th message to a user in a day is delivered, the 101st is 143205."""
-    tokens = acme(client, users=1)
-    client.freeze(NOON)
-
-    def job(i: int) -> Callable[[Client], int]:
-        return lambda c: send(c, tokens, ISV, f"n{i}", userid_list="u00000")
-
-    in_parallel(client.base, [job(i) for i in range(99)])
-    client.drain()
-    last = send(client, tokens, ISV, "n99", userid_list="u00000")
-    over = send(client, tokens, ISV, "n100", userid_list="u00000")
-    assert decided(client, last) == [("u00000", "delivered", None, None)]
-    assert decided(client, over) == [("u00000", "forbidden", "daily_cap", "143205")]
-    assert result(client, tokens, ISV, over)["forbidden_list"] == [
-        {"code": "143205", "count": 100, "userid": "u00000"}
-    ]
 
 
 def test_daily_cap_is_shared_per_app_resets_at_midnight_and_survives_recall(client: Client) -> None:
