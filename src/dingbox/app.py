@@ -88,7 +88,10 @@ class DingboxApp:
         if path == "/metrics" and request.method == "GET":
             count("other")
             figures = await self.runtime.store.read(task_figures)
-            return PlainTextResponse(self.metrics.render(figures), media_type="text/plain; version=0.0.4")
+            return PlainTextResponse(
+                self.metrics.render(figures, self.runtime.events.subscribers),
+                media_type="text/plain; version=0.0.4",
+            )
         if path == "/" and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             count("other")
             return RedirectResponse("/ui/", status_code=302)

@@ -16,7 +16,7 @@ class Metrics:
     def count(self, surface: str) -> None:
         self.requests[surface] += 1
 
-    def render(self, figures: dict[str, float]) -> str:
+    def render(self, figures: dict[str, float], subscribers: int) -> str:
         lines = [
             "# HELP dingbox_http_requests_total HTTP requests served, by surface.",
             "# TYPE dingbox_http_requests_total counter",
@@ -28,6 +28,11 @@ class Metrics:
                 f"# TYPE dingbox_{name} {kind}",
                 f"dingbox_{name} {figures[name]}",
             ]
+        lines += [
+            "# HELP dingbox_event_subscribers Live subscribers of the event bus (pages, waits, streams).",
+            "# TYPE dingbox_event_subscribers gauge",
+            f"dingbox_event_subscribers {subscribers}",
+        ]
         return "\n".join(lines) + "\n"
 
 

@@ -1,10 +1,12 @@
-"""What every service shares in one process: settings, the store, the virtual clock and the directory."""
+"""What every service shares in one process: settings, the store, the virtual clock, the directory and
+the event bus."""
 
 from __future__ import annotations
 
 from dingbox.clock import Clock, ClockState
 from dingbox.domain.directory import AppInfo, Directory
 from dingbox.domain.limits import AppLimits, LimitsProfile
+from dingbox.events import EventBus
 from dingbox.settings import Settings
 from dingbox.store import Store, org_sql, token_sql
 
@@ -15,6 +17,7 @@ class Runtime:
         self.store = store
         self.clock = Clock()
         self.directory = Directory()
+        self.events = EventBus()
         self.limits = LimitsProfile.named(settings.limits)
         self._app_limits: dict[tuple[int, bool], AppLimits] = {}
 

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from dingbox import errors
+from dingbox.api.waits import ClientGone, unless_disconnected
 from dingbox.clock import parse_iso
 from dingbox.domain.org import OrgError
 from dingbox.params import MAX_INT64
@@ -170,18 +171,28 @@ def build(services: Services) -> Router:
         return ok(found)
 
     async def task(request: Request) -> Response:
-        found = await services.inbox.task(
+        lookup = services.inbox.task(
             path_int(request, "task_id"),
             wait=float_arg(request, "wait", 0.0),
             cursor=int_arg(request, "cursor", 0) or 0,
             limit=int_arg(request, "limit", 1000, lo=1, hi=100000) or 1000,
         )
+        try:
+            found = await unless_disconnected(request, lookup)
+        except ClientGone:
+            return Response(status_code=204)  # nobody reads it
         if found is None:
             raise ApiError(404, "not_found", "no such task")
         return ok(found)
 
     async def drain(request: Request) -> Response:
-        if not await services.inbox.drain(float_arg(request, "timeout", 30.0)):
+        try:
+            drained = await unless_disconnected(
+                request, services.inbox.drain(float_arg(request, "timeout", 30.0))
+            )
+        except ClientGone:
+            return Response(status_code=204)
+        if not drained:
             raise ApiError(408, "timeout", "tasks are still pending")
         return ok({"pending_tasks": 0})
 

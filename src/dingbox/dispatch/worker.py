@@ -102,6 +102,9 @@ class Dispatcher:
             dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now
         ):
             return
+        if total == 0:
+            self._finished(task)
+            return
         limits = self.rt.task_limits(task.agent_id, task.is_isv, template=task.source == "template")
         day, minute = dingtalk_day(task.accepted_at), calendar_minute(task.accepted_at)
         # Per-recipient facts (same-content owner, daily count) can be skipped when there is no daily
@@ -136,8 +139,15 @@ class Dispatcher:
             if not applied:
                 return
             pos += len(batch)
+            if pos >= total:
+                self._finished(task)
             if self.rt.settings.batch_pause and pos < total:
                 await self._sleep(self.rt.settings.batch_pause)
+
+    def _finished(self, task: TaskRow) -> None:
+        self.rt.events.publish(
+            "task.finished", task.corp_id, task_id=task.task_id, source=task.source, agent_id=task.agent_id
+        )
 
 
 def _json_list(text: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -96,20 +95,26 @@ class InboxService:
         if row.recalled:
             raise MessageRecalled()
         if row.read_at is None:
-            row = await self.rt.store.write(result_sql.mark_read, message_id, self.rt.clock.now())
+            row, changed = await self.rt.store.write(result_sql.mark_read, message_id, self.rt.clock.now())
             if row is None:
                 return None
             if row.recalled:
                 raise MessageRecalled()
+            if changed:
+                self.rt.events.publish(
+                    "message.read", row.corp_id, message_id=row.id, task_id=row.task_id, userid=row.userid
+                )
         return message_json(row)
 
     async def task(self, task_id: int, *, wait: float, cursor: int, limit: int) -> dict[str, Any] | None:
+        """The task; with `wait`, once it has finished or `wait` seconds have passed, woken by the bus."""
         store = self.rt.store
         deadline = time.monotonic() + wait
-        task = await store.read(task_sql.task_by_id, task_id)
-        while task is not None and task.status != 2 and time.monotonic() < deadline:
-            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        with self.rt.events.subscribe(["task.finished"], lambda e: e.data["task_id"] == task_id) as sub:
             task = await store.read(task_sql.task_by_id, task_id)
+            while task is not None and task.status != 2 and (left := deadline - time.monotonic()) > 0:
+                await sub.get(left)  # an overflow or a timeout also lands here: re-read either way
+                task = await store.read(task_sql.task_by_id, task_id)
         if task is None:
             return None
         return await self._task_json(task, cursor, limit)
@@ -155,11 +160,16 @@ class InboxService:
         return count, lag
 
     async def drain(self, timeout: float) -> bool:
+        """True once no task is pending; False after `timeout` seconds. Re-counts when tasks finish."""
         deadline = time.monotonic() + timeout
-        while True:
-            count, _ = await self.pending()
-            if count == 0:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.02)
+        with self.rt.events.subscribe(["task.finished"]) as sub:
+            while True:
+                count, _ = await self.pending()
+                if count == 0:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                await sub.get(left)
+                while not sub.queue.empty():  # a bulk dispatch finishes many tasks at once: count once
+                    sub.queue.get_nowait()

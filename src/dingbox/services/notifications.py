@@ -99,6 +99,9 @@ class NotificationService:
         """Store a task with the virtual time of the accepting transaction, then wake a dispatcher."""
         prepared = task_sql.PreparedTask.of(task)
         seq, task_id = await self.rt.store.write_batched(task_sql.insert_tasks, (prepared, self.rt.clock.now))
+        self.rt.events.publish(
+            "task.accepted", task.corp_id, task_id=task_id, source=task.source, agent_id=task.agent_id
+        )
         self.on_accept()
         return AcceptedTask(seq, task_id)
 
@@ -146,6 +149,9 @@ class NotificationService:
         task = await self.owned_task(principal, params, "msg_task_id")
         self._within(task, self.rt.limits.recall_window, "msg_task_id", "消息已超过撤回时限")
         await self.rt.store.write(task_sql.recall_task, task.seq, self.rt.clock.now())
+        self.rt.events.publish(
+            "message.recalled", task.corp_id, task_id=task.task_id, source=task.source, message_ids=None
+        )
 
     async def update_status_bar(self, principal: Principal, params: Params) -> None:
         status_value = params.text("status_value") or ""

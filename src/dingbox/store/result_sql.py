@@ -145,12 +145,13 @@ def inbox_page(
     return [MessageRow(*r) for r in rows]
 
 
-def mark_read(tx: Tx, message_id: int, now: float) -> MessageRow | None:
-    """Set read_at once (idempotent) and count it on the task; the caller checks recall before asking."""
+def mark_read(tx: Tx, message_id: int, now: float) -> tuple[MessageRow | None, bool]:
+    """Set read_at once (idempotent) and count it on the task; the caller checks recall before asking.
+    Gives the message and whether this call read it."""
     changed = tx.execute(
         "UPDATE deliveries SET read_at = ? WHERE id = ? AND outcome = 0 AND read_at IS NULL AND recalled = 0",
         (now, message_id),
     )
     if changed:
         tx.execute("UPDATE tasks SET read_count = read_count + 1 WHERE seq = ?", (message_id >> POS_BITS,))
-    return message_by_id(tx, message_id)
+    return message_by_id(tx, message_id), changed > 0

@@ -1,0 +1,49 @@
+"""The event bus as clients meet it: waits wake on events, and stop when their client goes away."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from typing import Any
+
+from support import Client
+
+
+def subscribers(c: Client) -> int:
+    text = c.http.get(c.base + "/metrics").text
+    match = re.search(r"^dingbox_event_subscribers (\d+)$", text, re.M)
+    assert match, text
+    return int(match.group(1))
+
+
+def wait_until(check: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_waits_end_when_their_client_hangs_up(start_server: Any) -> None:
+    server = start_server("--dispatch-delay", "120")
+    c = Client(server.url)
+    task_id = c.send(c.token(), userid_list="alice")["task_id"]
+    for target in (f"/api/v1/tasks/{task_id}?wait=60", "/api/v1/dispatch/drain?timeout=60"):
+        method = "GET" if "tasks" in target else "POST"
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode())
+        assert wait_until(lambda: subscribers(c) == 1), target
+        sock.close()
+        assert wait_until(lambda: subscribers(c) == 0), f"{target}: the wait outlived its client"
+
+
+def test_task_wait_wakes_when_the_task_finishes(start_server: Any) -> None:
+    c = Client(start_server("--dispatch-delay", "1.5").url)
+    task_id = c.send(c.token(), userid_list="alice")["task_id"]
+    t0 = time.monotonic()
+    task = c.task(task_id, wait=30)
+    took = time.monotonic() - t0
+    assert task["status"] == 2
+    assert took < 2.5  # the dispatch delay plus a wake-up, not a poll interval or the whole wait
