@@ -30,7 +30,7 @@ from dingbox.protocols.v1 import routes as v1
 from dingbox.runtime import Runtime
 from dingbox.services.container import Services
 from dingbox.settings import Settings
-from dingbox.store import Store, dispatch_sql, open_store
+from dingbox.store import Store, StoreError, dispatch_sql, open_store
 from dingbox.web import routes as web_routes
 
 log = logging.getLogger("dingbox")
@@ -43,6 +43,7 @@ class DingboxApp:
         self.runtime = Runtime(settings, store)
         self.services = Services.build(self.runtime)
         self.dispatcher = Dispatcher(self.runtime, settings.dispatchers)
+        self.runtime.dead_dispatch_loops = lambda: self.dispatcher.dead_loops
         self.services.notifications.on_accept = self.dispatcher.wake
         self._api: Router = api_routes.build(self.services)
         self._web: Router = web_routes.build(self.services)
@@ -89,7 +90,7 @@ class DingboxApp:
             count("other")
             figures = await self.runtime.store.read(task_figures)
             return PlainTextResponse(
-                self.metrics.render(figures, self.runtime.events.subscribers),
+                self.metrics.render(figures, self.runtime.events.subscribers, self.runtime.store.describe()),
                 media_type="text/plain; version=0.0.4",
             )
         if path == "/" and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
@@ -113,6 +114,8 @@ class DingboxApp:
             await router(scope, receive, send)
         except ApiError as exc:
             return api_error(exc)
+        except StoreError:  # logged once by the store
+            return api_error(ApiError(503, "store_unavailable", "the store cannot be used right now"))
         except HTTPException as exc:
             code = (
                 "not_found"
@@ -143,7 +146,7 @@ class DingboxApp:
 
 def create_app(settings: Settings, store: Store | None = None) -> DingboxApp:
     """Open the store (migrating it), release claims of a dead process, load the in-memory caches."""
-    store = store or open_store(settings.db)
+    store = store or open_store(settings.db, synchronous=settings.synchronous)
     if store.url.startswith("sqlite:"):
         store.write_sync(dispatch_sql.release_claims)  # this process owns the file: no claim is alive
     app = DingboxApp(settings, store)

@@ -40,9 +40,9 @@ def _settings(**explicit: Any) -> Settings:
         fail(str(exc))
 
 
-def _open(url: str) -> Store:
+def _open(url: str, synchronous: str = "normal") -> Store:
     try:
-        return open_store(url)
+        return open_store(url, synchronous=synchronous)
     except StoreError as exc:
         fail(str(exc))
 
@@ -96,6 +96,7 @@ def main() -> None:
 @click.option("--batch-pause", type=float, default=None, help=_help("batch_pause"))
 @click.option("--body-limit", type=int, default=None, help=_help("body_limit"))
 @click.option("--log-level", default=None, help=_help("log_level"))
+@click.option("--synchronous", type=click.Choice(["normal", "full"]), default=None, help=_help("synchronous"))
 def serve(org: tuple[str, ...], **options: Any) -> None:
     """Serve the DingTalk APIs, the dingbox API and the web UI."""
     settings = _settings(org=org or None, **options)
@@ -104,7 +105,7 @@ def serve(org: tuple[str, ...], **options: Any) -> None:
     )
     if is_postgres(settings.db):
         fail("PostgreSQL support is not built yet; use a sqlite:/// URL")
-    store = _open(settings.db)
+    store = _open(settings.db, settings.synchronous)
     _load_files(store, settings.org)
     if not settings.org and not settings.no_demo and store.read_sync(org_sql.is_empty):
         from dingbox.services.org import demo_document, load_document_tx

@@ -272,6 +272,14 @@ class SystemBusy(BusinessError):
     errmsg = "系统繁忙"
 
 
+class StoreUnavailable(BusinessError):
+    """The store cannot write (disk full, I/O error): DingTalk's system error, HTTP 503 on v1.0."""
+
+    errcode = -1
+    errmsg = "系统繁忙"
+    v1 = (503, "system.error", "系统繁忙，请稍后重试")
+
+
 def catalogue() -> list[type[DingboxError]]:
     """Every concrete error class, for the coverage test and docs/api-coverage.md."""
     found: list[type[DingboxError]] = []

@@ -16,7 +16,7 @@ class Metrics:
     def count(self, surface: str) -> None:
         self.requests[surface] += 1
 
-    def render(self, figures: dict[str, float], subscribers: int) -> str:
+    def render(self, figures: dict[str, float], subscribers: int, store: dict[str, str]) -> str:
         lines = [
             "# HELP dingbox_http_requests_total HTTP requests served, by surface.",
             "# TYPE dingbox_http_requests_total counter",
@@ -32,6 +32,9 @@ class Metrics:
             "# HELP dingbox_event_subscribers Live subscribers of the event bus (pages, waits, streams).",
             "# TYPE dingbox_event_subscribers gauge",
             f"dingbox_event_subscribers {subscribers}",
+            "# HELP dingbox_store_info The store in use and its settings.",
+            "# TYPE dingbox_store_info gauge",
+            "dingbox_store_info{" + ",".join(f'{k}="{v}"' for k, v in sorted(store.items())) + "} 1",
         ]
         return "\n".join(lines) + "\n"
 

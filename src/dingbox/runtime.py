@@ -3,6 +3,8 @@ the event bus."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dingbox.clock import Clock, ClockState
 from dingbox.domain.directory import AppInfo, Directory
 from dingbox.domain.limits import AppLimits, LimitsProfile
@@ -18,6 +20,7 @@ class Runtime:
         self.clock = Clock()
         self.directory = Directory()
         self.events = EventBus()
+        self.dead_dispatch_loops: Callable[[], int] = lambda: 0  # set by whoever runs dispatchers
         self.limits = LimitsProfile.named(settings.limits)
         self._app_limits: dict[tuple[int, bool], AppLimits] = {}
 

@@ -69,6 +69,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_pause", 0.0, "Seconds the dispatcher pauses between two batches of one task.", float),
     Setting("body_limit", 1048576, "Largest request body accepted, in bytes.", int),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
+    Setting(
+        "synchronous",
+        "normal",
+        "SQLite durability: normal (an acknowledged send survives a crash of dingbox) or full (also"
+        " survives power loss, at an fsync per commit).",
+    ),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -89,6 +95,7 @@ class Settings:
     batch_pause: float = 0.0
     body_limit: int = 1048576
     log_level: str = "info"
+    synchronous: str = "normal"
 
     @classmethod
     def build(cls, explicit: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
@@ -128,6 +135,8 @@ class Settings:
             seconds = getattr(self, name)
             if not (math.isfinite(seconds) and seconds >= 0):  # NaN or infinity would stall dispatch for good
                 raise SettingsError(f"{name} has value {seconds}: must be a number of seconds, 0 or more")
+        if self.synchronous not in ("normal", "full"):
+            raise SettingsError(f"synchronous has value {self.synchronous!r}: choose normal or full")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(
                 f"log_level has value {self.log_level!r}: choose debug, info, warning or error"

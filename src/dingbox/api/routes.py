@@ -122,8 +122,8 @@ def build(services: Services) -> Router:
         return guarded
 
     async def health(request: Request) -> Response:
-        pending, lag = await services.inbox.pending()
-        return ok({"status": "ok", "pending_tasks": pending, "dispatch_lag_seconds": round(lag, 3)})
+        body = await services.admin.health()
+        return ok(body, 200 if body["status"] == "ok" else 503)
 
     async def put_org(request: Request) -> Response:
         try:

@@ -50,13 +50,18 @@ DecisionRow = tuple[str, Outcome, str | None, str | None]
 
 @dataclass
 class BatchFacts:
-    """What the store knows when a batch is decided."""
+    """What the store knows when a batch is decided; deciding moves the budgets.
+
+    With `track`, each delivery is also entered in `dedup_owner` and `daily_count`, so the same facts
+    can serve the next task of a group decided in one transaction (see `Ledger`).
+    """
 
     visible: frozenset[str] | None  # None: the app sees the whole corp
-    dedup_owner: Mapping[str, int]  # userid -> task seq already holding today's same content
-    daily_count: Mapping[str, int]  # userid -> messages delivered today by this app
+    dedup_owner: dict[str, int]  # userid -> task seq already holding today's same content
+    daily_count: dict[str, int]  # userid -> messages delivered today by this app
     minute_count: int  # recipients delivered by this app in the task's minute
     delivered_in_task: int  # recipients this task delivered in earlier batches
+    track: bool = False
 
 
 _DELIVERED = Outcome.DELIVERED
@@ -75,6 +80,7 @@ def decide_batch(
     side = 1 if is_isv else 0
     minute = facts.minute_count
     in_task = facts.delivered_in_task
+    track = facts.track
     visible, owners, daily = facts.visible, facts.dedup_owner if dedup else {}, facts.daily_count
     daily_cap, minute_cap, call_cap = limits.daily_per_user, limits.per_minute, limits.per_call
     decisions: list[DecisionRow | None] = []
@@ -100,7 +106,46 @@ def decide_batch(
             minute += 1
             in_task += 1
             append((userid, _DELIVERED, None, None))
+            if track:
+                daily[userid] = daily.get(userid, 0) + 1
+                if dedup:
+                    owners[userid] = task_seq
+    facts.minute_count, facts.delivered_in_task = minute, in_task
     return decisions
+
+
+class Ledger:
+    """Facts shared by a group of tasks decided in one transaction, in acceptance order.
+
+    Each task's deliveries move the daily counts, same-content owners and minute counts the next task
+    of the group sees, exactly as if it had been decided in a transaction of its own.
+    """
+
+    def __init__(self) -> None:
+        self.daily: dict[tuple[int | None, int], dict[str, int]] = {}
+        self.owners: dict[tuple[int | None, int, bytes], dict[str, int]] = {}
+        self.minutes: dict[tuple[int | None, int], int] = {}
+
+    def facts(
+        self,
+        agent_id: int | None,
+        day: int,
+        minute: int,
+        content_hash: bytes | None,
+        visible: frozenset[str] | None,
+    ) -> BatchFacts:
+        owners = self.owners.setdefault((agent_id, day, content_hash), {}) if content_hash else {}
+        return BatchFacts(
+            visible=visible,
+            dedup_owner=owners,
+            daily_count=self.daily.setdefault((agent_id, day), {}),
+            minute_count=self.minutes.get((agent_id, minute), 0),
+            delivered_in_task=0,
+            track=True,
+        )
+
+    def settle(self, agent_id: int | None, minute: int, facts: BatchFacts) -> None:
+        self.minutes[(agent_id, minute)] = facts.minute_count
 
 
 def _forbidden(userid: str, reason: str, side: int) -> DecisionRow:

@@ -11,11 +11,11 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(url: str, *, lock: bool = True) -> Store:
+def open_store(url: str, *, lock: bool = True, synchronous: str = "normal") -> Store:
     if url.startswith("sqlite:///"):
         from dingbox.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url, lock=lock)
+        return SQLiteStore(url, lock=lock, synchronous=synchronous)
     if is_postgres(url):
         raise StoreError("PostgreSQL support is not built yet; use a sqlite:/// URL")
     raise StoreError(

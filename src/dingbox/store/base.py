@@ -44,6 +44,7 @@ class Tx(Protocol):
 
 class Store(abc.ABC):
     url: str
+    failure: str | None = None  # why writes fail right now (disk full, I/O error), until one succeeds
 
     @abc.abstractmethod
     async def write(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -67,6 +68,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, str]:
+        """The backend and its settings, for /metrics (no secrets)."""
 
 
 def placeholders(n: int) -> str:

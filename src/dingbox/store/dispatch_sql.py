@@ -15,14 +15,14 @@ import orjson
 
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
-from dingbox.domain.pipeline import BatchFacts, Outcome, RecipientRow, decide_batch
+from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
 from dingbox.params import MAX_INT64
 from dingbox.store.base import Tx, placeholders
-from dingbox.store.task_sql import TASK_COLUMNS, TaskRow, delivery_id
+from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_id, delivery_range
 
 T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
-CLAIM_LEASE = 60.0  # seconds a claim lives without progress before another dispatcher may take it
+MAX_POSITION = (1 << POS_BITS) - 1  # positions a message id can hold
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -33,38 +33,77 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
 # -- claiming -------------------------------------------------------------------------------------
 
 
-def release_claims(tx: Tx) -> int:
-    """At start of a process that owns the whole store: tasks claimed by a dead process are free."""
+def release_claims(tx: Tx, owner: str | None = None) -> int:
+    """Free claims: every claim at start of a process that owns the whole store (no other claim can be
+    alive), or one dispatcher's own after its store failed mid-task (the tasks resume at their cursor)."""
+    if owner is None:
+        return tx.execute(
+            "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL"
+            " WHERE status < 2 AND claimed_by IS NOT NULL"
+        )
     return tx.execute(
-        "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by IS NOT NULL"
+        "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by = ?", (owner,)
     )
 
 
-def claim_next(tx: Tx, owner: str, now_real: float) -> TaskRow | None:
-    """The oldest ready task whose app has no earlier unfinished task (apps decide in accept order)."""
-    row = tx.one(
-        "SELECT t.seq FROM tasks t WHERE t.status < 2 AND t.not_before <= ?"
-        " AND (t.claimed_by IS NULL OR t.claimed_at < ?)"
-        " AND NOT EXISTS (SELECT 1 FROM tasks e"
-        " WHERE e.status < 2 AND e.agent_id = t.agent_id AND e.seq < t.seq)"
-        " ORDER BY t.seq LIMIT 1",
-        (now_real, now_real - CLAIM_LEASE),
-    )
-    if row is None:
-        return None
-    tx.execute("UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq = ?", (owner, now_real, row[0]))
-    task = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq = ?", (row[0],))
-    return None if task is None else TaskRow(*task)
+CLAIM_PAGE = 500  # pending tasks read per step of a claim, in acceptance order
+
+
+def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow]:
+    """Claim up to `limit` ready tasks, oldest first, leaving out any app with an earlier unfinished task
+    claimed by another dispatcher (one app's tasks are decided in acceptance order).
+
+    Reads the `tasks_unclaimed` index in seq order and stops at the first task not ready yet (tasks
+    become ready in acceptance order: `not_before` is the accept time plus one fixed delay), so a claim
+    costs the same with 10 or 100,000 tasks pending. Each app seen costs one look-up of its oldest
+    unfinished task in `tasks_agent_pending`.
+    """
+    claimed: list[int] = []
+    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
+    after = 0
+    while len(claimed) < limit:
+        page = tx.all(
+            "SELECT seq, agent_id, not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after, CLAIM_PAGE),
+        )
+        for seq, agent_id, not_before in page:
+            if not_before > now_real:
+                page = []  # the rest are not ready either
+                break
+            if agent_id is not None:
+                free = heads.get(agent_id)
+                if free is None:
+                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
+                    free = heads[agent_id] = head is not None and head[0] == seq
+                if not free:
+                    continue
+            claimed.append(seq)
+            if len(claimed) == limit:
+                break
+        if len(page) < CLAIM_PAGE:
+            break
+        after = page[-1][0]
+    if not claimed:
+        return []
+    tasks: list[TaskRow] = []
+    for chunk in _chunks(claimed):
+        marks = placeholders(len(chunk))
+        tx.execute(
+            f"UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq IN ({marks})",
+            (owner, now_real, *chunk),
+        )
+        tasks += [
+            TaskRow(*row) for row in tx.all(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq IN ({marks})", chunk)
+        ]
+    tasks.sort(key=lambda t: t.seq)
+    return tasks
 
 
 def next_ready_at(tx: Tx, now_real: float) -> float | None:
-    """When the next delayed task becomes ready. Tasks already ready but not claimable (their app is
-    still deciding an earlier task) are left out: the poll and the end of that task pick them up."""
-    row = tx.one(
-        "SELECT MIN(not_before) FROM tasks WHERE status < 2 AND claimed_by IS NULL AND not_before > ?",
-        (now_real,),
-    )
-    return None if row is None else row[0]
+    """When the oldest unclaimed task becomes ready (tasks become ready in acceptance order)."""
+    row = tx.one("SELECT not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL ORDER BY seq LIMIT 1")
+    return None if row is None or row[0] <= now_real else float(row[0])
 
 
 # -- resolving ------------------------------------------------------------------------------------
@@ -107,7 +146,7 @@ def resolve(
     if roots:
         listed = set(userids)  # the subtree query already names each user once
         recipients += [row for row in _subtree_users(tx, corp_id, roots) if row[0] not in listed]
-    return Plan(recipients, invalid, _visible_set(tx, corp_id, visible))
+    return Plan(recipients, invalid, None if visible is None else visible_set(tx, corp_id, visible))
 
 
 def _dept_number(raw: str) -> int | None:
@@ -161,9 +200,8 @@ def _subtree_users(tx: Tx, corp_id: str, roots: Sequence[int]) -> list[tuple[str
     return [(userid, userid not in inactive) for userid in dict.fromkeys(r[0] for r in rows)]
 
 
-def _visible_set(tx: Tx, corp_id: str, visible: Visibility | None) -> frozenset[str] | None:
-    if visible is None:
-        return None
+def visible_set(tx: Tx, corp_id: str, visible: Visibility) -> frozenset[str]:
+    """The userids an app's visible range holds: its users, and everyone in its departments' subtrees."""
     users = set(visible.userids)
     if visible.dept_ids:
         users.update(u for u, _ in _subtree_users(tx, corp_id, visible.dept_ids))
@@ -171,6 +209,33 @@ def _visible_set(tx: Tx, corp_id: str, visible: Visibility | None) -> frozenset[
 
 
 # -- deciding and writing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task is decided under, from the process's directory and clock: its limits, the app's
+    visible range, and the DingTalk day and minute of its acceptance."""
+
+    task: TaskRow
+    limits: AppLimits
+    visibility: Visibility | None
+    day: int
+    minute: int
+
+
+@dataclass
+class Written:
+    """What one write decided for one task: for the event bus, the log and the task's counts."""
+
+    task: TaskRow
+    finished: bool
+    decided: int  # the task's cursor after the write
+    total: int
+    delivered: list[list[int | str]]  # [message_id, userid] of this write's deliveries
+    counts: dict[str, int]  # outcome name -> recipients, this write's
+
+
+_OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
 
 
 def begin_task(
@@ -196,108 +261,156 @@ def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
     return row is not None and row[0] != task.seq
 
 
+def _read_daily(
+    tx: Tx, agent_id: int | None, day: int, userids: Sequence[str], content_hash: bytes | None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(delivered today per user, task seq holding `content_hash` today per user) for one app, read off
+    the `deliveries_dedup` index; the second is empty without a content hash."""
+    daily: dict[str, int] = {}
+    owners: dict[str, int] = {}
+    for chunk in _chunks(userids):
+        for userid, count, same_task in tx.all(
+            "SELECT userid, COUNT(*), MAX(CASE WHEN content_hash = ? THEN task_seq END) FROM deliveries"
+            f" WHERE agent_id = ? AND day = ? AND userid IN ({placeholders(len(chunk))})"
+            " AND outcome = 0 AND content_hash IS NOT NULL GROUP BY userid",
+            (content_hash, agent_id, day, *chunk),
+        ):
+            daily[userid] = count
+            if same_task is not None:
+                owners[userid] = same_task
+    return daily, owners
+
+
+def _read_owners(
+    tx: Tx, agent_id: int | None, day: int, content_hash: bytes, userids: Sequence[str]
+) -> dict[str, int]:
+    owners: dict[str, int] = {}
+    for chunk in _chunks(userids):
+        owners.update(
+            tx.all(
+                "SELECT userid, task_seq FROM deliveries WHERE agent_id = ? AND day = ? AND content_hash = ?"
+                f" AND userid IN ({placeholders(len(chunk))}) AND outcome = 0",
+                (agent_id, day, content_hash, *chunk),
+            )
+        )
+    return owners
+
+
+def _minute_count(tx: Tx, agent_id: int | None, minute: int) -> int:
+    row = tx.one("SELECT n FROM minute_counts WHERE agent_id = ? AND minute = ?", (agent_id, minute))
+    return int(row[0]) if row else 0
+
+
+def _rows(
+    task: TaskRow,
+    pos: int,
+    decisions: Sequence[DecisionRow | None],
+    day: int,
+    now: float,
+    recalled: int,
+    written: Written,
+) -> list[tuple[object, ...]]:
+    """Delivery rows of decisions taken from position `pos`; fills `written`'s lists and counts."""
+    seq, corp_id, agent_id, content = task.seq, task.corp_id, task.agent_id, task.content_hash
+    base = delivery_id(seq, 0)
+    delivered = written.delivered
+    counts = [0, 0, 0, 0]
+    rows: list[tuple[object, ...]] = []
+    for at, decision in enumerate(decisions, pos):
+        if decision is None:
+            continue
+        userid, outcome, reason, code = decision
+        counts[outcome] += 1
+        if outcome == Outcome.DELIVERED:
+            delivered.append([base | at, userid])
+            rows.append(
+                (base | at, seq, at, corp_id, userid, agent_id, 0, None, None, day, content, now, recalled)
+            )
+        else:
+            rows.append(
+                (base | at, seq, at, corp_id, userid, agent_id, int(outcome), reason, code, day, None, now, 0)
+            )
+    for name, n in zip(_OUTCOME_NAMES, counts, strict=True):
+        if n:
+            written.counts[name] = written.counts.get(name, 0) + n
+    return rows
+
+
+_INSERT_DELIVERIES = (
+    "INSERT INTO deliveries (id, task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
+    " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _count_deliveries(
+    tx: Tx, spent: dict[tuple[int | None, int, bytes | None], int], minutes: dict[tuple[int | None, int], int]
+) -> None:
+    """Record the contents spent today (first task wins) and add to the minute counters."""
+    tx.executemany(
+        "INSERT INTO content_days (agent_id, day, content_hash, task_seq) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (agent_id, day, content_hash) DO NOTHING",
+        [(agent, day, content, seq) for (agent, day, content), seq in spent.items() if content is not None],
+    )
+    tx.executemany(
+        "INSERT INTO minute_counts (agent_id, minute, n) VALUES (?, ?, ?)"
+        " ON CONFLICT (agent_id, minute) DO UPDATE SET n = minute_counts.n + excluded.n",
+        [(agent, minute, n) for (agent, minute), n in minutes.items() if n],
+    )
+
+
 def apply_batch(
     tx: Tx,
-    task: TaskRow,
+    ctx: TaskContext,
     owner: str,
     pos: int,
     batch: Sequence[RecipientRow],
     visible: frozenset[str] | None,
-    limits: AppLimits,
-    day: int,
-    minute: int,
     now: float,
     now_real: float,
     recipient_facts: bool = True,
-) -> bool:
-    """Decide and write one batch; False when the task is gone or no longer ours.
+) -> Written | None:
+    """Decide and write one batch of a large task; None when the task is gone or no longer ours.
 
     `recipient_facts=False` skips reading each recipient's same-content owner and daily count: right
-    only when neither can matter (see `Dispatcher._run`).
+    only when neither can matter (see `Dispatcher._run_large`).
     """
+    task = ctx.task
     state = tx.one(
         "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?",
         (task.seq, owner),
     )
     if state is None or state[0] != pos:
-        return False  # reset, or another dispatcher took over: stop quietly
+        return None  # reset, or another dispatcher took over: stop quietly
     cursor, delivered_before, recalled_at, total = state
-    deliverable = [userid for userid, active in batch if active]
-    dedup_owner: dict[str, int] = {}
     daily: dict[str, int] = {}
+    owners: dict[str, int] = {}
     if task.content_hash is not None and recipient_facts:
-        for chunk in _chunks(deliverable):
-            for userid, count, same_task in tx.all(
-                "SELECT userid, COUNT(*), MAX(CASE WHEN content_hash = ? THEN task_seq END) FROM deliveries"
-                f" WHERE agent_id = ? AND day = ? AND userid IN ({placeholders(len(chunk))})"
-                " AND outcome = 0 AND content_hash IS NOT NULL GROUP BY userid",
-                (task.content_hash, task.agent_id, day, *chunk),
-            ):
-                daily[userid] = count
-                if same_task is not None:
-                    dedup_owner[userid] = same_task
-    minute_row = tx.one(
-        "SELECT n FROM minute_counts WHERE agent_id = ? AND minute = ?", (task.agent_id, minute)
-    )
+        deliverable = [userid for userid, active in batch if active]
+        daily, owners = _read_daily(tx, task.agent_id, ctx.day, deliverable, task.content_hash)
     facts = BatchFacts(
         visible=visible,
-        dedup_owner=dedup_owner,
+        dedup_owner=owners,
         daily_count=daily,
-        minute_count=minute_row[0] if minute_row else 0,
+        minute_count=_minute_count(tx, task.agent_id, ctx.minute),
         delivered_in_task=delivered_before,
     )
+    before = facts.minute_count
     decisions = decide_batch(
-        task.seq, batch, facts, limits, is_isv=task.is_isv, dedup=task.content_hash is not None
+        task.seq, batch, facts, ctx.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
     )
-    recalled = int(recalled_at is not None)
-    seq, corp_id, agent_id, content = task.seq, task.corp_id, task.agent_id, task.content_hash
-    rows: list[tuple[object, ...]] = []
-    base = delivery_id(seq, 0)
-    delivered_now = 0
-    for at, decision in enumerate(decisions, pos):
-        if decision is None:
-            continue
-        userid, outcome, reason, code = decision
-        row: tuple[object, ...]
-        if outcome == Outcome.DELIVERED:
-            delivered_now += 1
-            row = (base | at, seq, at, corp_id, userid, agent_id, 0, None, None, day, content, now, recalled)
-        else:
-            row = (
-                base | at,
-                seq,
-                at,
-                corp_id,
-                userid,
-                agent_id,
-                int(outcome),
-                reason,
-                code,
-                day,
-                None,
-                now,
-                0,
-            )
-        rows.append(row)
-    tx.executemany(
-        "INSERT INTO deliveries (id, task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
-        " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    if delivered_now and content is not None:
-        tx.execute(
-            "INSERT INTO content_days (agent_id, day, content_hash, task_seq) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (agent_id, day, content_hash) DO NOTHING",
-            (agent_id, day, content, seq),
-        )
-    if delivered_now:
-        tx.execute(
-            "INSERT INTO minute_counts (agent_id, minute, n) VALUES (?, ?, ?)"
-            " ON CONFLICT (agent_id, minute) DO UPDATE SET n = minute_counts.n + excluded.n",
-            (task.agent_id, minute, delivered_now),
-        )
     new_cursor = cursor + len(batch)
     finished = total is not None and new_cursor >= total
+    written = Written(task, finished, new_cursor, total or 0, [], {})
+    tx.executemany(
+        _INSERT_DELIVERIES, _rows(task, pos, decisions, ctx.day, now, int(recalled_at is not None), written)
+    )
+    delivered_now = facts.minute_count - before
+    if delivered_now:
+        _count_deliveries(
+            tx,
+            {(task.agent_id, ctx.day, task.content_hash): task.seq},
+            {(task.agent_id, ctx.minute): delivered_now},
+        )
     tx.execute(
         "UPDATE tasks SET cursor = ?, delivered = delivered + ?, claimed_at = ?,"
         " status = ?, finished_at = ?, claimed_by = ? WHERE seq = ?",
@@ -311,4 +424,155 @@ def apply_batch(
             task.seq,
         ),
     )
-    return True
+    return written
+
+
+def is_small(task: TaskRow, most: int) -> bool:
+    """A task named by userids alone, not started, with at most `most` of them: it is resolved, decided
+    and written together with others in one transaction."""
+    return (
+        task.cursor == 0 and not task.to_all_user and task.dept_ids == "[]" and task.userids.count(",") < most
+    )
+
+
+def dispatch_small(
+    tx: Tx,
+    contexts: Sequence[TaskContext],
+    owner: str,
+    visible_sets: dict[int, frozenset[str] | None],
+    now: float,
+) -> list[Written]:
+    """Resolve, decide and write a group of small tasks in acceptance order, in one transaction.
+
+    The facts of every task (users, daily counts, same-content owners, minute counts) are read in a
+    few set-wise statements up front; a `Ledger` carries each task's deliveries into the facts the next
+    one sees, so the rules fall exactly where one transaction per task would put them.
+    """
+    seqs = [c.task.seq for c in contexts]
+    live: dict[int, int] = {}  # seq -> recalled
+    for chunk in _chunks(seqs):
+        live.update(
+            (seq, int(recalled_at is not None))
+            for seq, recalled_at in tx.all(
+                f"SELECT seq, recalled_at FROM tasks WHERE seq IN ({placeholders(len(chunk))})"
+                " AND claimed_by = ? AND status < 2 AND cursor = 0",
+                (*chunk, owner),
+            )
+        )
+    contexts = [c for c in contexts if c.task.seq in live]
+    if not contexts:
+        return []
+    userids = {c.task.seq: [str(u) for u in orjson.loads(c.task.userids)] for c in contexts}
+    known: dict[tuple[str, str], bool] = {}
+    by_corp: dict[str, set[str]] = {}
+    for c in contexts:
+        by_corp.setdefault(c.task.corp_id, set()).update(userids[c.task.seq])
+    for corp_id, wanted in by_corp.items():
+        for names in _chunks(sorted(wanted)):
+            for userid, active in tx.all(
+                "SELECT userid, active FROM users"
+                f" WHERE corp_id = ? AND userid IN ({placeholders(len(names))})",
+                (corp_id, *names),
+            ):
+                known[(corp_id, userid)] = bool(active)
+    recipients = {
+        c.task.seq: [(u, known.get((c.task.corp_id, u))) for u in userids[c.task.seq]] for c in contexts
+    }
+    ledger = Ledger()
+    _load_ledger(tx, ledger, contexts, recipients)
+    results: list[Written] = []
+    spent: dict[tuple[int | None, int, bytes | None], int] = {}
+    minutes: dict[tuple[int | None, int], int] = {}
+    rows: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    for c in contexts:
+        task = c.task
+        facts = ledger.facts(
+            task.agent_id, c.day, c.minute, task.content_hash, visible_sets.get(task.agent_id or 0)
+        )
+        before = facts.minute_count
+        batch = recipients[task.seq]
+        decisions = decide_batch(
+            task.seq, batch, facts, c.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
+        )
+        ledger.settle(task.agent_id, c.minute, facts)
+        written = Written(task, True, len(batch), len(batch), [], {})
+        rows += _rows(task, 0, decisions, c.day, now, live[task.seq], written)
+        delivered = facts.minute_count - before
+        if delivered:
+            spent.setdefault((task.agent_id, c.day, task.content_hash), task.seq)
+            minutes[(task.agent_id, c.minute)] = minutes.get((task.agent_id, c.minute), 0) + delivered
+        updates.append((len(batch), len(batch), delivered, now, task.seq))
+        results.append(written)
+    tx.executemany(_INSERT_DELIVERIES, rows)
+    _count_deliveries(tx, spent, minutes)
+    tx.executemany(
+        "UPDATE tasks SET total = ?, cursor = ?, delivered = ?, status = 2, finished_at = ?,"
+        " claimed_by = NULL WHERE seq = ?",
+        updates,
+    )
+    return results
+
+
+def _load_ledger(
+    tx: Tx, ledger: Ledger, contexts: Sequence[TaskContext], recipients: dict[int, list[RecipientRow]]
+) -> None:
+    """Read the facts a group's rules need: daily counts where a daily cap applies, same-content owners
+    where another task delivered the content today, minute counts per app and minute."""
+    daily_users: dict[tuple[int | None, int], set[str]] = {}
+    owner_users: dict[tuple[int | None, int, bytes], set[str]] = {}
+    for c in contexts:
+        task = c.task
+        ledger.minutes.setdefault((task.agent_id, c.minute), 0)
+        if task.content_hash is None:
+            continue
+        active = [u for u, ok in recipients[task.seq] if ok]
+        if c.limits.daily_per_user is not None:
+            daily_users.setdefault((task.agent_id, c.day), set()).update(active)
+        key = (task.agent_id, c.day, task.content_hash)
+        if key not in owner_users and content_delivered_elsewhere(tx, task, c.day):
+            owner_users[key] = set()
+        if key in owner_users:
+            owner_users[key].update(active)
+    for (agent_id, day), users in daily_users.items():
+        ledger.daily[(agent_id, day)] = _read_daily(tx, agent_id, day, sorted(users), None)[0]
+    for (agent_id, day, content), users in owner_users.items():
+        ledger.owners[(agent_id, day, content)] = _read_owners(tx, agent_id, day, content, sorted(users))
+    for agent_id, minute in list(ledger.minutes):
+        ledger.minutes[(agent_id, minute)] = _minute_count(tx, agent_id, minute)
+
+
+def task_counts(tx: Tx, seq: int) -> dict[str, int]:
+    """Recipients of a task by outcome name."""
+    return {
+        _OUTCOME_NAMES[outcome]: n
+        for outcome, n in tx.all(
+            "SELECT outcome, COUNT(*) FROM deliveries WHERE id >= ? AND id < ? GROUP BY outcome",
+            delivery_range(seq),
+        )
+    }
+
+
+def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written | None:
+    """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`)."""
+    state = tx.one(
+        "SELECT cursor FROM tasks WHERE seq = ? AND claimed_by = ? AND status < 2", (task.seq, owner)
+    )
+    if state is None:
+        return None
+    cursor = int(state[0])
+    decided = {
+        r[0]
+        for r in tx.all("SELECT userid FROM deliveries WHERE id >= ? AND id < ?", delivery_range(task.seq))
+    }
+    left = [u for u in dict.fromkeys(userids) if u not in decided][: max(0, MAX_POSITION - cursor)]
+    written = Written(task, True, cursor + len(left), cursor + len(left), [], {})
+    decisions = [(userid, Outcome.FAILED, "dispatch_error", None) for userid in left]
+    tx.executemany(_INSERT_DELIVERIES, _rows(task, cursor, decisions, 0, now, 0, written))
+    tx.execute(
+        "UPDATE tasks SET total = ?, cursor = ?, status = 2, finished_at = ?, claimed_by = NULL"
+        " WHERE seq = ?",
+        (written.total, written.decided, now, task.seq),
+    )
+    written.counts = task_counts(tx, task.seq)
+    return written

@@ -1,16 +1,20 @@
 """SQLite backend: WAL, durable group commits from one writer thread, readers on their own connections.
 
 Why one writer thread: SQLite admits one writer at a time, so funnelling every unit of work through
-one connection removes lock contention and lets concurrent requests share a single fsync — the
+one connection removes lock contention and lets concurrent requests share a single commit — the
 writer drains its queue, runs each job under its own SAVEPOINT (a failing job rolls back alone) and
 commits them together before answering any of them. That is what keeps the accept path close to the
-speed of the HTTP stack while `synchronous=FULL` keeps every accepted task on disk.
+speed of the HTTP stack while every accepted task is in the WAL before its id is returned.
+
+A store that fails (disk full, I/O error, a file-size limit) fails the group's jobs with StoreError and
+keeps the writer running: the next group tries again, and `failure` says why until a commit succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import queue
 import sqlite3
@@ -24,6 +28,7 @@ from dingbox.store.base import Row, Store, StoreError, StoreLocked
 from dingbox.store.migrate import migrate_sqlite
 
 T = TypeVar("T")
+log = logging.getLogger("dingbox.store")
 _MAX_GROUP = 256
 _STOP = object()
 
@@ -65,10 +70,33 @@ def sqlite_path(url: str) -> Path:
     return Path(rest)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+# Primary result codes that mean the store itself cannot work right now, rather than a bad statement.
+_STORE_FAILURES = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_NOTADB,
+}
+SYNCHRONOUS = ("normal", "full")
+
+
+def store_failure(exc: BaseException) -> bool:
+    """Whether an exception says the store cannot work (as opposed to a fault of one unit of work)."""
+    if isinstance(exc, StoreError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _STORE_FAILURES
+
+
+def _connect(path: Path, synchronous: str = "normal") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[SYNCHRONOUS.index(synchronous)]}")
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")
     return conn
@@ -115,6 +143,15 @@ def _units(jobs: list[_Job]) -> Iterator[list[_Job]]:
         yield unit
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back whatever is open; SQLite may already have rolled back a failed COMMIT itself."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
 def _settle(jobs: list[_Job]) -> None:
     for job in jobs:
         if job.future.done():  # the awaiting request went away
@@ -127,8 +164,12 @@ def _settle(jobs: list[_Job]) -> None:
 
 
 class SQLiteStore(Store):
-    def __init__(self, url: str, *, lock: bool = True, readers: int = 4) -> None:
+    def __init__(self, url: str, *, lock: bool = True, readers: int = 4, synchronous: str = "normal") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}")
         self.url = url
+        self.synchronous = synchronous
+        self.failure: str | None = None  # why the last commit failed, until one succeeds
         self.path = sqlite_path(url)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +179,7 @@ class SQLiteStore(Store):
         if lock:
             self._take_lock()
         try:
-            self._writer_conn = _connect(self.path)
+            self._writer_conn = _connect(self.path, synchronous)
             self._writer_conn.execute("PRAGMA journal_mode = WAL")
             # a fan-out writes its batches back to back; checkpointing every 40 MB of WAL rather than
             # the default 4 MB copies each index page back to the database far fewer times
@@ -198,24 +239,30 @@ class SQLiteStore(Store):
                     stop_after = True
                     break
                 jobs.append(nxt)
-            self._run_group(conn, tx, jobs)
+            try:
+                self._run_group(conn, tx, jobs)
+            except BaseException as exc:  # the writer must outlive any group: later writes depend on it
+                _rollback(conn)
+                self._fail(f"{type(exc).__name__}: {exc}")
+                self._answer(jobs, StoreError(f"the store failed: {exc}"))
             if stop_after:
                 return
 
-    @staticmethod
-    def _run_group(conn: sqlite3.Connection, tx: SQLiteTx, jobs: list[_Job]) -> None:
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            log.error("store %s cannot write: %s", self.path, reason)
+        self.failure = reason
+
+    def _run_group(self, conn: sqlite3.Connection, tx: SQLiteTx, jobs: list[_Job]) -> None:
         """One transaction for the group; each unit under a SAVEPOINT when there is more than one.
 
         A lone unit needs none (its failure is the transaction's), and every statement saved matters:
-        the writer must win the GIL back from the event loop after each one.
+        the writer must win the GIL back from the event loop after each one. A unit that fails because
+        the store does (disk full, I/O error) fails the whole group: the savepoint cannot be trusted.
         """
         units = list(_units(jobs))
         isolate = len(units) > 1
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            SQLiteStore._answer(jobs, StoreError(f"cannot begin a transaction: {exc}"))
-            return
+        conn.execute("BEGIN IMMEDIATE")
         for unit in units:
             if isolate:
                 conn.execute("SAVEPOINT job")
@@ -228,19 +275,19 @@ class SQLiteStore(Store):
                     job = unit[0]
                     job.result = (True, job.op(tx, *job.args, **job.kwargs))
             except BaseException as exc:  # the unit's own failure; the rest of the group still commits
+                if store_failure(exc):
+                    raise
                 if isolate:
                     conn.execute("ROLLBACK TO job")
                 for job in unit:
                     job.result = (False, exc)
             if isolate:
                 conn.execute("RELEASE job")
-        try:
-            conn.execute("COMMIT" if isolate or units[0][0].result[0] else "ROLLBACK")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            SQLiteStore._answer(jobs, StoreError(f"commit failed: {exc}"))
-            return
-        SQLiteStore._answer(jobs, None)
+        conn.execute("COMMIT" if isolate or units[0][0].result[0] else "ROLLBACK")
+        if self.failure is not None:
+            log.warning("store %s writes again", self.path)
+            self.failure = None
+        self._answer(jobs, None)
 
     @staticmethod
     def _answer(jobs: list[_Job], failure: Exception | None) -> None:
@@ -265,6 +312,8 @@ class SQLiteStore(Store):
     def _submit(self, job: _Job) -> None:
         if self._closed:
             raise StoreError("the store is closed")
+        if not self._writer.is_alive():
+            raise StoreError("the store's writer has stopped")
         self._queue.put(job)
 
     async def write(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -292,7 +341,7 @@ class SQLiteStore(Store):
     def _reader_tx(self) -> SQLiteTx:
         tx: SQLiteTx | None = getattr(self._local, "tx", None)
         if tx is None:
-            conn = _connect(self.path)
+            conn = _connect(self.path, self.synchronous)
             conn.execute("PRAGMA query_only = ON")
             with self._reader_conns_lock:
                 self._reader_conns.append(conn)
@@ -313,6 +362,9 @@ class SQLiteStore(Store):
 
     def read_sync(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self._readers.submit(self._run_read, op, args, kwargs).result()
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": "sqlite", "synchronous": self.synchronous}
 
     def close(self) -> None:
         if self._closed:

@@ -210,9 +210,18 @@ def update_status_bar(tx: Tx, seq: int, bar: dict[str, Any]) -> None:
 
 
 def pending_stats(tx: Tx) -> tuple[int, float | None]:
-    """(tasks not finished, accepted_at of the oldest of them)."""
-    row = tx.one("SELECT COUNT(*), MIN(not_before) FROM tasks WHERE status < 2")
-    return (int(row[0]), row[1]) if row else (0, None)
+    """(tasks not finished, when the oldest of them became ready), off the two pending-task indexes."""
+    count = 0
+    oldest: float | None = None
+    for claimed in ("IS NULL", "IS NOT NULL"):
+        row = tx.one(f"SELECT COUNT(*) FROM tasks WHERE status < 2 AND claimed_by {claimed}")
+        first = tx.one(
+            f"SELECT not_before FROM tasks WHERE status < 2 AND claimed_by {claimed} ORDER BY seq LIMIT 1"
+        )
+        count += int(row[0]) if row else 0
+        if first is not None and (oldest is None or first[0] < oldest):
+            oldest = float(first[0])
+    return count, oldest
 
 
 def reset_traffic(tx: Tx) -> None:

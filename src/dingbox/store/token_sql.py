@@ -46,3 +46,12 @@ def save_clock(tx: Tx, state: ClockState) -> None:
     value = orjson.dumps({"offset_seconds": state.offset_seconds, "frozen_at": state.frozen_at}).decode()
     tx.execute("DELETE FROM meta WHERE key = 'clock'")
     tx.execute("INSERT INTO meta (key, value) VALUES ('clock', ?)", (value,))
+
+
+def probe(tx: Tx, now: float) -> None:
+    """A write that reaches the disk: tells whether a failing store writes again."""
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('health_probe', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (repr(now),),
+    )

@@ -141,7 +141,6 @@ CREATE TABLE tasks (
     recalled_at          REAL,
     status_bar           TEXT
 );
-CREATE INDEX tasks_pending ON tasks (status, seq) WHERE status < 2;
 CREATE INDEX tasks_query_key ON tasks (process_query_key) WHERE process_query_key IS NOT NULL;
 
 -- One row per recipient of a task; a delivered row (outcome 0) is that recipient's message.
@@ -188,3 +187,8 @@ CREATE TABLE minute_counts (
 
 -- One app's tasks are decided in order of acceptance: the claim looks for earlier unfinished ones.
 CREATE INDEX tasks_agent_pending ON tasks (agent_id, seq) WHERE status < 2;
+
+-- Dispatchers claim the oldest unclaimed pending tasks straight off tasks_unclaimed, in seq order;
+-- tasks_claimed holds the few in flight. Together they give the oldest pending task at once.
+CREATE INDEX tasks_unclaimed ON tasks (seq) WHERE status < 2 AND claimed_by IS NULL;
+CREATE INDEX tasks_claimed ON tasks (seq) WHERE status < 2 AND claimed_by IS NOT NULL;

@@ -1,0 +1,181 @@
+"""Dispatch that keeps up: bursts of small tasks decided in groups with every rule exact, and tasks
+that cannot be decided ending instead of holding their app back."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from support import MESSAGES, Client, ServerProcess
+
+USERS = 40
+CAPPED, PACED = 5001, 5002  # a daily cap of 30 per user; a minute cap of 700 recipients
+NOW = "2026-03-02T10:15:00+08:00"
+
+
+def burst_org() -> dict[str, Any]:
+    users = [{"userid": f"u{i:02d}", "name": f"U{i}", "dept_ids": [1]} for i in range(USERS)]
+    users.append({"userid": "sleepy", "name": "Sleepy", "dept_ids": [1], "active": False})
+
+    def app(agent_id: int, limits: dict[str, int]) -> dict[str, Any]:
+        return {
+            "agent_id": agent_id,
+            "name": f"App {agent_id}",
+            "type": "internal",
+            "app_key": f"key-{agent_id}",
+            "app_secret": f"secret-{agent_id}",
+            "limits": limits,
+        }
+
+    return {
+        "corps": [
+            {
+                "corp_id": "burst",
+                "name": "Burst",
+                "users": users,
+                "apps": [app(CAPPED, {"daily_per_user": 30}), app(PACED, {"per_minute": 700})],
+            }
+        ]
+    }
+
+
+def plan(agent_id: int, count: int) -> list[tuple[str, str]]:
+    """(userid, content) of one app's sends, in sending order: every 7th repeats an earlier content for
+    the same user (same-content rule), every 50th names an unknown user, every 61st an inactive one."""
+    sends = []
+    for n in range(count):
+        userid = f"u{(n * 7 + agent_id) % USERS:02d}"
+        content = f"{agent_id} message {n}"
+        if n % 7 == 6:
+            content = f"{agent_id} message {n - USERS}"  # the content this user got 40 sends ago
+        if n % 50 == 49:
+            userid = "ghost"
+        if n % 61 == 60:
+            userid = "sleepy"
+        sends.append((userid, content))
+    return sends
+
+
+def expected(sends: list[tuple[str, str]], daily_cap: int | None, minute_cap: int | None) -> list[str]:
+    """The outcome of each send under DESIGN §3, decided one after another in acceptance order."""
+    outcomes = []
+    daily: dict[str, int] = {}
+    spent: set[tuple[str, str]] = set()
+    minute = 0
+    for userid, content in sends:
+        if userid == "ghost":
+            outcomes.append("invalid_user")
+        elif userid == "sleepy":
+            outcomes.append("inactive_user")
+        elif (userid, content) in spent:
+            outcomes.append("duplicate_content")
+        elif daily_cap is not None and daily.get(userid, 0) >= daily_cap:
+            outcomes.append("daily_cap")
+        elif minute_cap is not None and minute >= minute_cap:
+            outcomes.append("minute_cap")
+        else:
+            outcomes.append("delivered")
+            daily[userid] = daily.get(userid, 0) + 1
+            spent.add((userid, content))
+            minute += 1
+    return outcomes
+
+
+def test_a_burst_of_5000_small_tasks_is_delivered_in_order_with_every_rule_exact(
+    start_server: Any,
+) -> None:
+    """5,000 one-recipient tasks from two apps, sent as fast as two clients can: each app's tasks are
+    decided in acceptance order, and the daily cap, the minute cap, the same-content rule, unknown and
+    inactive users fall exactly where one-at-a-time decisions would put them."""
+    server: ServerProcess = start_server("--test-controls")
+    c = Client(server.url)
+    assert c.load_org(burst_org()).status_code == 200
+    c.freeze(NOW)  # one DingTalk day and one calendar minute for the whole burst
+    plans = {CAPPED: plan(CAPPED, 2500), PACED: plan(PACED, 2500)}
+    task_ids: dict[int, list[int]] = {}
+
+    def send_all(agent_id: int) -> None:
+        http = requests.Session()
+        token = c.token(f"key-{agent_id}", f"secret-{agent_id}")
+        ids = []
+        for userid, content in plans[agent_id]:
+            body = {
+                "agent_id": agent_id,
+                "userid_list": userid,
+                "msg": {"msgtype": "text", "text": {"content": content}},
+            }
+            answer = http.post(
+                f"{c.base}{MESSAGES}asyncsend_v2", params={"access_token": token}, json=body
+            ).json()
+            assert answer["errcode"] == 0, answer
+            ids.append(answer["task_id"])
+        task_ids[agent_id] = ids
+
+    threads = [threading.Thread(target=send_all, args=(agent,)) for agent in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c.drain(timeout=120)
+
+    local = threading.local()
+
+    def reason(task_id: int) -> str:
+        if not hasattr(local, "http"):
+            local.http = requests.Session()
+        task = local.http.get(f"{c.base}/api/v1/tasks/{task_id}").json()
+        assert task["status"] == 2, task
+        (recipient,) = task["recipients"]
+        return str(recipient["reason"] or recipient["outcome"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = {agent: list(pool.map(reason, ids)) for agent, ids in task_ids.items()}
+
+    want = {CAPPED: expected(plans[CAPPED], 30, None), PACED: expected(plans[PACED], None, 700)}
+    for agent in plans:
+        assert len(got[agent]) == 2500
+        mismatches = [
+            (n, g, w) for n, (g, w) in enumerate(zip(got[agent], want[agent], strict=True)) if g != w
+        ]
+        assert not mismatches, f"app {agent}: first mismatches {mismatches[:5]}"
+    # the rules were all crossed, not just the easy path
+    assert {"daily_cap", "duplicate_content", "invalid_user", "inactive_user"} <= set(got[CAPPED])
+    assert {"minute_cap", "duplicate_content"} <= set(got[PACED])
+
+
+def test_tasks_that_cannot_be_decided_end_and_never_hold_their_app_back(start_server: Any) -> None:
+    """A large task (departments) and a small one whose stored requests no dispatch can decide — as an
+    older dingbox stored a 5,000-digit department id — end as status 2 with `dispatch_error`, logged once,
+    and the app's later task is delivered."""
+    server: ServerProcess = start_server("--dispatch-delay", "2", "--log-level", "info")
+    c = Client(server.url)
+    token = c.token()
+    large = c.send(token, dept_id_list="2", userid_list="alice")["task_id"]
+    small = c.send(token, userid_list="alice,0356123401", msg={"msgtype": "text", "text": {"content": "s"}})[
+        "task_id"
+    ]
+    with sqlite3.connect(server.db_path, timeout=30) as conn:  # what an older release left in the store
+        conn.execute("UPDATE tasks SET dept_ids = ? WHERE task_id = ?", (f'["{"9" * 5000}"]', large))
+        conn.execute("UPDATE tasks SET userids = ? WHERE task_id = ?", ('["alice", ', small))
+    later = c.send(token, userid_list="alice", msg={"msgtype": "text", "text": {"content": "later"}})[
+        "task_id"
+    ]
+
+    after = c.task(later, wait=20)
+    first, second = c.task(large, wait=0), c.task(small, wait=0)
+
+    assert (after["status"], after["counts"]) == (2, {"delivered": 1})
+    assert first["status"] == 2
+    assert [(r["userid"], r["outcome"], r["reason"]) for r in first["recipients"]] == [
+        ("alice", "failed", "dispatch_error")
+    ]
+    assert (second["status"], second["recipients"]) == (2, [])  # its userids cannot even be read
+    assert c.result(token, large)["failed_user_id_list"] == ["alice"]
+    server.stop()
+    log = "".join(server.output)
+    for task_id in (large, small):
+        assert log.count(f"task {task_id} of app 1001 cannot be dispatched") == 1, log[-3000:]
