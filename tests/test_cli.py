@@ -273,6 +273,24 @@ def test_org_export_on_a_served_file_exits_2(start_server: StartServer, tmp_path
             "DINGBOX_TEST_CONTROLS has value '2': not a valid test_controls",
         ),
         ([], {"DINGBOX_HOST": ""}, "host is empty: give an address such as 127.0.0.1 or 0.0.0.0"),
+        (["--header-timeout", "0"], {}, "header_timeout has value 0.0: must be a number of seconds above 0"),
+        (
+            [],
+            {"DINGBOX_BODY_TIMEOUT": "inf"},
+            "body_timeout has value inf: must be a number of seconds above 0",
+        ),
+        (["--keep-alive-timeout", "0"], {}, "keep_alive_timeout has value 0: must be 1 or more"),
+        (["--max-connections", "0"], {}, "max_connections has value 0: must be 1 or more"),
+        (
+            [],
+            {"DINGBOX_MAX_CONNECTIONS": "many"},
+            "DINGBOX_MAX_CONNECTIONS has value 'many': not a valid max_connections",
+        ),
+        (
+            ["--allowed-host", "evil example"],
+            {},
+            "allowed_host has value 'evil example': give a host name such as dingbox.test",
+        ),
     ],
 )
 def test_bad_setting_exits_2(tmp_path: Path, args: list[str], env: dict[str, str], reason: str) -> None:
@@ -470,7 +488,7 @@ def test_the_unprivileged_user_can_run_dingbox(open_dir: Path) -> None:
 
 
 def test_read_only_store_file_exits_2(open_dir: Path) -> None:
-    """A store file the user may not write: serve and org load exit 2 in one line; org export still reads it."""
+    """A store file the user may not write: serve and org load exit 2 in one line; org export reads it."""
     db = made_store(open_dir / "ro")
     db.chmod(0o444)
     expected = f"dingbox: cannot write {db}: attempt to write a readonly database\n"
