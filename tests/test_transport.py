@@ -9,6 +9,7 @@ Choices where DESIGN is silent, checked below:
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -151,3 +152,23 @@ def test_connections_past_the_cap_get_503(start_server: StartServer) -> None:
         sock.close()
     time.sleep(0.2)
     assert Client(server.url).api("GET", "/health").status_code == 200
+
+
+def test_many_silent_clients_release_their_descriptors(start_server: StartServer) -> None:
+    """Fifty clients that connect and send nothing hold the server's descriptors for --header-timeout,
+    not for as long as they like."""
+    server = start_server("--header-timeout", "1")
+    assert server.proc is not None
+    fds = f"/proc/{server.proc.pid}/fd"
+    Client(server.url).api("GET", "/health")
+    before = len(os.listdir(fds))
+    silent = [connect(server) for _ in range(50)]
+    time.sleep(0.3)
+    assert len(os.listdir(fds)) >= before + 50
+    deadline = time.monotonic() + 5
+    while len(os.listdir(fds)) > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(os.listdir(fds)) <= before + 2
+    assert all(read_all(sock).startswith(b"HTTP/1.1 408 ") for sock in silent)
+    for sock in silent:
+        sock.close()
