@@ -273,6 +273,24 @@ def test_org_export_on_a_served_file_exits_2(start_server: StartServer, tmp_path
             "DINGBOX_TEST_CONTROLS has value '2': not a valid test_controls",
         ),
         ([], {"DINGBOX_HOST": ""}, "host is empty: give an address such as 127.0.0.1 or 0.0.0.0"),
+        (["--header-timeout", "0"], {}, "header_timeout has value 0.0: must be a number of seconds above 0"),
+        (
+            [],
+            {"DINGBOX_BODY_TIMEOUT": "inf"},
+            "body_timeout has value inf: must be a number of seconds above 0",
+        ),
+        (["--keep-alive-timeout", "0"], {}, "keep_alive_timeout has value 0: must be 1 or more"),
+        (["--max-connections", "0"], {}, "max_connections has value 0: must be 1 or more"),
+        (
+            [],
+            {"DINGBOX_MAX_CONNECTIONS": "many"},
+            "DINGBOX_MAX_CONNECTIONS has value 'many': not a valid max_connections",
+        ),
+        (
+            ["--allowed-host", "evil example"],
+            {},
+            "allowed_host has value 'evil example': give a host name such as dingbox.test",
+        ),
     ],
 )
 def test_bad_setting_exits_2(tmp_path: Path, args: list[str], env: dict[str, str], reason: str) -> None:
@@ -414,3 +432,118 @@ def test_help_and_version_exit_0() -> None:
     assert (help_out.returncode, help_out.stderr) == (0, "") and "serve" in help_out.stdout
     version = run_cli("--version")
     assert (version.returncode, version.stderr) == (0, "") and re.search(r"version \d+\.\d+", version.stdout)
+
+
+# -- unusable store paths -----------------------------------------------------------------------------
+# Root ignores file modes, so when the suite runs as root (as CI does) these commands run as `nobody`:
+# the permission cases are never skipped.
+
+
+def unprivileged(*args: str) -> subprocess.CompletedProcess[str]:
+    """`dingbox ARGS` as an unprivileged user (this one when it is not root)."""
+    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DINGBOX_")}
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "dingbox", *args],
+        capture_output=True,
+        text=True,
+        env={**base, "HOME": "/"},
+        timeout=60,
+        cwd="/",
+    )
+
+
+@pytest.fixture
+def open_dir() -> Any:
+    """A directory every user may enter (pytest's own tmp_path is private to its owner)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dingbox-paths-") as name:
+        path = Path(name)
+        path.chmod(0o777)
+        yield path
+        for entry in [path, *path.rglob("*")]:  # so the cleanup can enter what a case closed
+            entry.chmod(0o777)
+
+
+def folder(path: Path, mode: int) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)  # mkdir's own mode is cut by the umask
+    return path
+
+
+def made_store(path: Path) -> Path:
+    """A real store in folder `path` (created by this user), its lock file writable by anyone."""
+    folder(path, 0o777)
+    db = path / "d.db"
+    assert run_cli("org", "export", "--db", f"sqlite:///{db}").returncode == 0
+    (path / "d.db.lock").chmod(0o666)
+    return db
+
+
+def test_the_unprivileged_user_can_run_dingbox(open_dir: Path) -> None:
+    """The cases below mean something only if the unprivileged user can serve a usable path."""
+    done = unprivileged("org", "export", "--db", f"sqlite:///{open_dir / 'ok.db'}")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+
+
+def test_read_only_store_file_exits_2(open_dir: Path) -> None:
+    """A store file the user may not write: serve and org load exit 2 in one line; org export reads it."""
+    db = made_store(open_dir / "ro")
+    db.chmod(0o444)
+    expected = f"dingbox: cannot write {db}: attempt to write a readonly database\n"
+    served = unprivileged("serve", "--port", "0", "--db", f"sqlite:///{db}")
+    assert (served.returncode, served.stdout, served.stderr) == (2, "", expected)
+    org = write_json(open_dir / "org.json", {"corps": [{"corp_id": "acme", "name": "Acme"}]})
+    org.chmod(0o644)
+    loaded = unprivileged("org", "load", str(org), "--db", f"sqlite:///{db}")
+    assert (loaded.returncode, loaded.stdout, loaded.stderr) == (2, "", expected)
+    exported = unprivileged("org", "export", "--db", f"sqlite:///{db}")
+    assert (exported.returncode, exported.stdout) == (0, "suites: []\ncorps: []\n")
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("read-only directory, new store", "cannot open {db}.lock: Permission denied"),
+        ("read-only directory holding a store", "cannot open {db}: attempt to write a readonly database"),
+        ("unwritable lock file", "cannot open {db}.lock: Permission denied"),
+        ("path is a directory", "cannot open {db}: it is a directory, not a SQLite file"),
+        ("path under a regular file", "cannot open {db}: {root}/plain is a file, not a directory"),
+        ("random bytes", "cannot open {db}: file is not a database"),
+        ("text file", "cannot open {db}: file is not a database"),
+        ("SQLite header, garbage pages", "cannot open {db}: database disk image is malformed"),
+    ],
+)
+def test_unusable_store_path_exits_2(open_dir: Path, case: str, reason: str) -> None:
+    """Each unusable --db path makes serve exit 2 with one `dingbox: …` line, no traceback."""
+    db = open_dir / "case" / "d.db"
+    if case == "read-only directory, new store":
+        folder(open_dir / "case", 0o555)
+    elif case == "read-only directory holding a store":
+        made_store(open_dir / "case").chmod(0o666)
+        (open_dir / "case").chmod(0o555)
+    elif case == "unwritable lock file":
+        folder(open_dir / "case", 0o777)
+        Path(f"{db}.lock").touch()
+        Path(f"{db}.lock").chmod(0o444)
+    elif case == "path is a directory":
+        folder(db, 0o777)
+    elif case == "path under a regular file":
+        (open_dir / "plain").write_text("not a folder")
+        db = open_dir / "plain" / "d.db"
+    else:
+        folder(open_dir / "case", 0o777)
+        if case == "random bytes":
+            db.write_bytes(bytes((i * 151 + 7) % 256 for i in range(8192)))
+        elif case == "text file":
+            db.write_text("id,name\n1,alice\n")
+        else:
+            made_store(open_dir / "case")
+            data = bytearray(db.read_bytes())
+            data[4096:] = bytes(i % 251 for i in range(len(data) - 4096))
+            db.write_bytes(bytes(data))
+        db.chmod(0o666)
+    done = unprivileged("serve", "--port", "0", "--db", f"sqlite:///{db}")
+    expected = "dingbox: " + reason.format(db=db, root=open_dir) + "\n"
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", expected)

@@ -123,6 +123,49 @@ def test_dingbox_batch_variables_pace_dispatch(start_server: StartServer) -> Non
     assert client.task(task_id, wait=10)["counts"] == {"delivered": 2}
 
 
+def test_connection_variables(start_server: StartServer) -> None:
+    """DINGBOX_HEADER_TIMEOUT, _BODY_TIMEOUT, _KEEP_ALIVE_TIMEOUT and _MAX_CONNECTIONS bound connections."""
+    server = start_server(
+        env={
+            "DINGBOX_HEADER_TIMEOUT": "1",
+            "DINGBOX_BODY_TIMEOUT": "1",
+            "DINGBOX_KEEP_ALIVE_TIMEOUT": "1",
+            "DINGBOX_MAX_CONNECTIONS": "4",
+        }
+    )
+
+    def closes_within(sock: socket.socket, seconds: float) -> bytes:
+        started = time.monotonic()
+        sock.settimeout(seconds + 2)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert time.monotonic() - started < seconds + 1
+        return data
+
+    address = ("127.0.0.1", server.port)
+    with socket.create_connection(address) as no_headers, socket.create_connection(address) as no_body:
+        no_body.sendall(b"PUT /api/v1/org HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9\r\n\r\n{")
+        with socket.create_connection(address) as idle:
+            idle.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            with socket.create_connection(address) as fourth, socket.create_connection(address) as fifth:
+                assert closes_within(fifth, 1).startswith(b"HTTP/1.1 503 ")
+                fourth.close()
+                assert b"HTTP/1.1 200 " in closes_within(idle, 1)  # kept alive 1 s, then closed
+        assert closes_within(no_headers, 1).startswith(b"HTTP/1.1 408 ")
+        assert closes_within(no_body, 1).startswith(b"HTTP/1.1 408 ")
+
+
+def test_dingbox_allowed_host_variable(start_server: StartServer) -> None:
+    """DINGBOX_ALLOWED_HOST names (commas between) are served on /api/v1; other names are 403."""
+    url = start_server(env={"DINGBOX_ALLOWED_HOST": "a.test,b.test"}).url + "/api/v1/corps"
+    assert [requests.get(url, headers={"Host": h}, timeout=10).status_code for h in ("a.test", "b.test")] == [
+        200,
+        200,
+    ]
+    assert requests.get(url, headers={"Host": "c.test"}, timeout=10).status_code == 403
+
+
 def test_host_port_db_and_log_level_from_variables(tmp_path: Path) -> None:
     """DINGBOX_HOST, DINGBOX_PORT, DINGBOX_DB and DINGBOX_LOG_LEVEL configure a serve given no flags."""
     port = free_port()

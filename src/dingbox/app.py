@@ -21,9 +21,11 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Router
 
 from dingbox.api import routes as api_routes
+from dingbox.api.origin import LocalOrigin
 from dingbox.api.routes import ApiError, api_error
 from dingbox.dispatch.worker import Dispatcher
 from dingbox.metrics import Metrics, task_figures
+from dingbox.protocols.http import ClientGone
 from dingbox.protocols.oapi import routes as oapi
 from dingbox.protocols.top import gateway as top
 from dingbox.protocols.v1 import routes as v1
@@ -48,6 +50,7 @@ class DingboxApp:
         self._api: Router = api_routes.build(self.services)
         self._web: Router = web_routes.build(self.services)
         self._starlette = Starlette(routes=[], lifespan=self._lifespan)
+        self._origin = LocalOrigin(settings.host, settings.allowed_host)
         self.metrics = Metrics()
 
     @asynccontextmanager
@@ -63,7 +66,13 @@ class DingboxApp:
             await self._starlette(scope, receive, send)
             return
         request = Request(scope, receive)
-        response = await self._route(request, scope, receive, send)
+        try:
+            response = await self._route(request, scope, receive, send)
+        except ClientGone:  # routine for a server (clients time out, users press stop): no traceback
+            log.debug(
+                "%s %s: the client left before its request body arrived", scope["method"], scope["path"]
+            )
+            return
         if response is not None:
             await response(scope, receive, send)
 
@@ -102,6 +111,9 @@ class DingboxApp:
     async def _guarded(
         self, router: Router, request: Request, scope: Any, receive: Any, send: Any, *, exempt: bool
     ) -> Response | None:
+        refused = self._origin.refusal(scope, check_host=not exempt)
+        if refused is not None:
+            return api_error(ApiError(403, *refused))
         if not exempt and not self._authorized(request):
             return Response(
                 '{"error":{"code":"unauthorized","message":"this dingbox is protected by --auth"}}',

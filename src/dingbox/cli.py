@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from dingbox.api.origin import is_loopback
 from dingbox.domain.org import OrgError
 from dingbox.settings import LIMIT_PROFILES, SETTINGS_BY_NAME, Settings, SettingsError
 from dingbox.store import Store, StoreError, is_postgres, open_store, org_sql
@@ -40,9 +41,9 @@ def _settings(**explicit: Any) -> Settings:
         fail(str(exc))
 
 
-def _open(url: str, synchronous: str = "normal") -> Store:
+def _open(url: str, *, writable: bool = True, synchronous: str = "normal") -> Store:
     try:
-        return open_store(url, synchronous=synchronous)
+        return open_store(url, writable=writable, synchronous=synchronous)
     except StoreError as exc:
         fail(str(exc))
 
@@ -95,17 +96,28 @@ def main() -> None:
 @click.option("--batch-size", type=int, default=None, help=_help("batch_size"))
 @click.option("--batch-pause", type=float, default=None, help=_help("batch_pause"))
 @click.option("--body-limit", type=int, default=None, help=_help("body_limit"))
+@click.option("--allowed-host", "allowed_host", multiple=True, help=_help("allowed_host"))
+@click.option("--header-timeout", type=float, default=None, help=_help("header_timeout"))
+@click.option("--body-timeout", type=float, default=None, help=_help("body_timeout"))
+@click.option("--keep-alive-timeout", type=int, default=None, help=_help("keep_alive_timeout"))
+@click.option("--max-connections", type=int, default=None, help=_help("max_connections"))
 @click.option("--log-level", default=None, help=_help("log_level"))
 @click.option("--synchronous", type=click.Choice(["normal", "full"]), default=None, help=_help("synchronous"))
-def serve(org: tuple[str, ...], **options: Any) -> None:
+def serve(org: tuple[str, ...], allowed_host: tuple[str, ...], **options: Any) -> None:
     """Serve the DingTalk APIs, the dingbox API and the web UI."""
-    settings = _settings(org=org or None, **options)
+    settings = _settings(org=org or None, allowed_host=allowed_host or None, **options)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if is_postgres(settings.db):
         fail("PostgreSQL support is not built yet; use a sqlite:/// URL")
-    store = _open(settings.db, settings.synchronous)
+    if not settings.auth and not is_loopback(settings.host):
+        click.echo(
+            f"dingbox: warning: listening on {settings.host} without --auth: anyone who can reach this"
+            " address can read and change this dingbox's data",
+            err=True,
+        )
+    store = _open(settings.db, synchronous=settings.synchronous)
     _load_files(store, settings.org)
     if not settings.org and not settings.no_demo and store.read_sync(org_sql.is_empty):
         from dingbox.services.org import demo_document, load_document_tx
@@ -153,13 +165,17 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
     import uvicorn
 
     from dingbox.app import create_app
+    from dingbox.transport import DeadlineProtocol
 
     app = create_app(settings, store)
     config = uvicorn.Config(
         app,
+        http=DeadlineProtocol.configured(settings),
+        ws="none",  # no WebSocket surface: an upgrade request is an ordinary request
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         lifespan="on",
+        timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
@@ -213,7 +229,7 @@ def org_export(db: str | None) -> None:
     from dingbox.services.org import export_yaml
 
     settings = _settings(db=db)
-    store = _open(settings.db)
+    store = _open(settings.db, writable=False)  # a read-only snapshot can still be exported
     try:
         click.echo(export_yaml(store.read_sync(org_sql.export_document)), nl=False)
     finally:

@@ -33,6 +33,10 @@ def _paths(raw: str) -> tuple[str, ...]:
     return tuple(part for part in raw.split(os.pathsep) if part)
 
 
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -68,6 +72,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size", 1000, "Recipients decided and written per dispatch transaction.", int),
     Setting("batch_pause", 0.0, "Seconds the dispatcher pauses between two batches of one task.", float),
     Setting("body_limit", 1048576, "Largest request body accepted, in bytes.", int),
+    Setting(
+        "allowed_host",
+        (),
+        "Host name also accepted in the Host header of /api/v1 and /ui/ requests, besides loopback names and"
+        " the bound address (repeatable; the variable separates names with commas).",
+        _names,
+    ),
+    Setting("header_timeout", 10.0, "Seconds a client has to send a request's headers; then 408.", float),
+    Setting("body_timeout", 30.0, "Seconds a client has to send a whole request body; then 408.", float),
+    Setting("keep_alive_timeout", 5, "Seconds an idle keep-alive connection stays open.", int),
+    Setting("max_connections", 1000, "Open connections at most; one more is answered 503 and closed.", int),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
     Setting(
         "synchronous",
@@ -94,6 +109,11 @@ class Settings:
     batch_size: int = 1000
     batch_pause: float = 0.0
     body_limit: int = 1048576
+    allowed_host: tuple[str, ...] = field(default_factory=tuple)
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: int = 5
+    max_connections: int = 1000
     log_level: str = "info"
     synchronous: str = "normal"
 
@@ -137,6 +157,17 @@ class Settings:
                 raise SettingsError(f"{name} has value {seconds}: must be a number of seconds, 0 or more")
         if self.synchronous not in ("normal", "full"):
             raise SettingsError(f"synchronous has value {self.synchronous!r}: choose normal or full")
+        for name in ("header_timeout", "body_timeout"):
+            seconds = getattr(self, name)
+            if not (math.isfinite(seconds) and seconds > 0):  # no deadline is what these settings prevent
+                raise SettingsError(f"{name} has value {seconds}: must be a number of seconds above 0")
+        if self.keep_alive_timeout < 1:
+            raise SettingsError(f"keep_alive_timeout has value {self.keep_alive_timeout}: must be 1 or more")
+        if self.max_connections < 1:
+            raise SettingsError(f"max_connections has value {self.max_connections}: must be 1 or more")
+        for name in self.allowed_host:
+            if not name or any(c.isspace() or c in "/@,?#" for c in name):
+                raise SettingsError(f"allowed_host has value {name!r}: give a host name such as dingbox.test")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(
                 f"log_level has value {self.log_level!r}: choose debug, info, warning or error"

@@ -164,7 +164,15 @@ def _settle(jobs: list[_Job]) -> None:
 
 
 class SQLiteStore(Store):
-    def __init__(self, url: str, *, lock: bool = True, readers: int = 4, synchronous: str = "normal") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        lock: bool = True,
+        readers: int = 4,
+        synchronous: str = "normal",
+        writable: bool = True,
+    ) -> None:
         if synchronous not in SYNCHRONOUS:
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}")
         self.url = url
@@ -188,6 +196,13 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as exc:
             self._release_lock()
             raise StoreError(f"cannot open {self.path}: {exc}") from None
+        if writable:
+            try:  # matches no row, yet SQLite refuses it on a read-only file or directory like any write
+                self._writer_conn.execute("UPDATE schema_migrations SET version = version WHERE 0")
+            except sqlite3.Error as exc:
+                self._writer_conn.close()
+                self._release_lock()
+                raise StoreError(f"cannot write {self.path}: {exc}") from None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="dingbox-sqlite-writer", daemon=True)
         self._writer.start()
