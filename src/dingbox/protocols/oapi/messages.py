@@ -18,7 +18,7 @@ async def asyncsend_v2(call: OapiCall) -> dict[str, Any]:
 
 
 def template_send(params: Params) -> TemplateSend:
-    """sendbytemplate's parameters (oapi and TOP alike) as the template service's request."""
+    """sendbytemplate's parameters, in whichever encoding they came, as the template service's request."""
     agent_id = params.integer("agent_id")
     template_id = params.text("template_id")
     assert agent_id is not None and template_id is not None
