@@ -86,8 +86,11 @@ def pin(pid: int, core: str) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", core, str(pid)], check=True, capture_output=True)
 
 
+EXTRA: list[str] = []  # --serve-arg values: measure a non-default setting (e.g. --synchronous full)
+
+
 def start_dingbox(db: Path, args: list[str]) -> ServerProcess:
-    server = ServerProcess(db, DEFAULTS + args).start(timeout=120)
+    server = ServerProcess(db, DEFAULTS + EXTRA + args).start(timeout=120)
     assert server.proc is not None
     pin(server.proc.pid, SERVER_CORE)
     return server
@@ -427,7 +430,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["accept", "fanout"])
+    parser.add_argument("--serve-arg", action="append", default=[], help="an extra `dingbox serve` argument")
     args = parser.parse_args()
+    EXTRA.extend(args.serve_arg)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

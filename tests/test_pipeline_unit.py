@@ -142,3 +142,15 @@ def test_profiles_and_overrides() -> None:
     assert strict.for_app(False, {"daily_per_user": 5, "per_minute": None}) == AppLimits(
         100, 20, 5000, 5, None
     )
+
+
+def test_template_limits_are_the_seeds_in_every_profile() -> None:
+    """sendbytemplate (spec §3.2): lists of 5000 / 500, 1000 per call, 100 a day, 5000 a minute."""
+    for name in ("strict", "lenient"):
+        limits = LimitsProfile.named(name).for_app(True, {}, template=True)
+        assert limits == AppLimits(
+            userid_list=5000, dept_id_list=500, per_call=1000, daily_per_user=100, per_minute=5000
+        )
+    assert (
+        LimitsProfile.named("strict").for_app(True, {"daily_per_user": 7}, template=True).daily_per_user == 7
+    )

@@ -265,6 +265,13 @@ class TemplateUnavailable(BusinessError):
     errmsg = "消息模板不可用"
 
 
+class SystemException(BusinessError):
+    """sendbytemplate's answer to anything unexpected: its page lists `500 系统异常` (spec §3.2)."""
+
+    errcode = 500
+    errmsg = "系统异常"
+
+
 class SystemBusy(BusinessError):
     """Anything unexpected: DingTalk's -1, never a traceback."""
 

@@ -2,6 +2,10 @@
 
 `None` means "no limit". `strict` is DingTalk as documented today; `lenient` raises the list limits
 and answers getsendresult for any size; `unlimited` also lifts every cap (dedup stays on).
+
+sendbytemplate documents its own limits (spec §3.2): lists of 5000 userids and 500 departments in
+every profile, 1000 recipients per call, 5000 per minute and 100 messages per employee per day. The
+minute and daily budgets are the app's, shared with its asyncsend_v2 sends.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class LimitsProfile:
     daily_internal: int | None = 500
     daily_isv: int | None = 100
     per_minute: int | None = 5000
+    template_userid_list: int | None = 5000
+    template_dept_id_list: int | None = 500
     result_max_recipients: int | None = 100
     result_window: int = DAY
     recall_window: int = DAY
@@ -62,10 +68,10 @@ class LimitsProfile:
     def for_app(self, is_isv: bool, overrides: Mapping[str, Any], *, template: bool = False) -> AppLimits:
         """The limits one app's send runs under; the org file's per-app `limits` win over the profile."""
         base = AppLimits(
-            userid_list=self.userid_list,
-            dept_id_list=self.dept_id_list,
+            userid_list=self.template_userid_list if template else self.userid_list,
+            dept_id_list=self.template_dept_id_list if template else self.dept_id_list,
             per_call=self.per_call_isv if (is_isv or template) else self.per_call_internal,
-            daily_per_user=self.daily_isv if is_isv else self.daily_internal,
+            daily_per_user=self.daily_isv if (is_isv or template) else self.daily_internal,
             per_minute=self.per_minute,
         )
         known = {k: v for k, v in overrides.items() if k in AppLimits.__dataclass_fields__}

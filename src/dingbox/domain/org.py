@@ -12,13 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from dingbox.domain.messages import MSGTYPES
+from dingbox.domain.templates import TEMPLATE_STATUSES, msg_problem
 
 ROOT_DEPT = 1
 APP_TYPES = ("internal", "isv")
-TEMPLATE_STATUSES = ("approved", "pending", "disabled")
 LIMIT_KEYS = ("userid_list", "dept_id_list", "per_call", "daily_per_user", "per_minute")
 _USERID = re.compile(r"^[^\s,]{1,64}$")
 MAX_ID = 2**63 - 1  # ids are 64-bit integers in DingTalk and in the store
@@ -470,17 +467,9 @@ def _template(raw: Any, path: str, taken: TakenIds, seen: TakenIds, apps: dict[i
     if status not in TEMPLATE_STATUSES:
         raise OrgError(_join(path, "status"), "must be approved, pending or disabled")
     msg = item["msg"]
-    if not isinstance(msg, dict):
-        raise OrgError(_join(path, "msg"), "must be a message object")
-    msgtype = msg.get("msgtype")
-    if not isinstance(msgtype, str) or msgtype not in MSGTYPES:
-        raise OrgError(_join(path, "msg.msgtype"), f"must be one of {', '.join(MSGTYPES)}")
-    if not isinstance(msg.get(msgtype), dict):
-        raise OrgError(_join(path, f"msg.{msgtype}"), "must be an object")
-    try:
-        orjson.dumps(msg)  # stored as JSON, so YAML-only values (sets, bytes, non-text keys) are refused
-    except TypeError:
-        raise OrgError(_join(path, "msg"), "must hold JSON values only") from None
+    problem = msg_problem(msg)
+    if problem is not None:
+        raise OrgError(_join(path, problem[0]), problem[1])
     return Template(template_id, agent_id, status, msg)
 
 

@@ -9,6 +9,7 @@ from dingbox.services.admin import AdminService
 from dingbox.services.inbox import InboxService
 from dingbox.services.notifications import NotificationService
 from dingbox.services.org import OrgService
+from dingbox.services.templates import TemplateService
 from dingbox.services.tokens import TokenService
 
 
@@ -18,6 +19,7 @@ class Services:
     tokens: TokenService
     org: OrgService
     notifications: NotificationService
+    templates: TemplateService
     inbox: InboxService
     admin: AdminService
 
@@ -32,6 +34,7 @@ class Services:
             tokens=tokens,
             org=org,
             notifications=notifications,
+            templates=TemplateService(runtime, notifications),
             inbox=inbox,
             admin=AdminService(runtime, tokens),
         )

@@ -51,30 +51,38 @@ class NotificationService:
 
     # -- accepting ------------------------------------------------------------------------------
 
-    def _owned_app(self, principal: Principal, agent_id: int) -> AppInfo:
+    def owned_app(self, principal: Principal, agent_id: int) -> AppInfo:
         app = self.rt.directory.apps.get(agent_id)
         if agent_id not in principal.agent_ids or app is None:
             raise errors.AgentIdInvalid()
         return app
+
+    @staticmethod
+    def check_recipients(limits: AppLimits, userids: list[str], dept_ids: list[str], to_all: bool) -> None:
+        """Some recipient given, and the lists within the limits of the app (and of the API)."""
+        if not userids and not dept_ids and not to_all:
+            raise errors.MissingParameter("userid_list/dept_id_list")
+        if limits.userid_list is not None and len(userids) > limits.userid_list:
+            raise errors.UserListTooLong()
+        if limits.dept_id_list is not None and len(dept_ids) > limits.dept_id_list:
+            raise errors.DeptListTooLong()
+
+    def not_before(self) -> float:
+        """When a task accepted now may be dispatched (`--dispatch-delay`)."""
+        return time.time() + self.rt.settings.dispatch_delay
 
     async def asyncsend_v2(self, principal: Principal, params: Params) -> AcceptedTask:
         agent_id = params.integer("agent_id")
         assert agent_id is not None
         if not params.has("msg"):
             raise errors.MissingParameter("msg")
-        app = self._owned_app(principal, agent_id)
+        app = self.owned_app(principal, agent_id)
         userids = params.id_list("userid_list")
         dept_ids = params.id_list("dept_id_list")
         to_all = params.boolean("to_all_user")
         if to_all and app.is_isv:
             raise errors.NoPermission()
-        if not userids and not dept_ids and not to_all:
-            raise errors.MissingParameter("userid_list/dept_id_list")
-        limits = self.rt.app_limits(app)
-        if limits.userid_list is not None and len(userids) > limits.userid_list:
-            raise errors.UserListTooLong()
-        if limits.dept_id_list is not None and len(dept_ids) > limits.dept_id_list:
-            raise errors.DeptListTooLong()
+        self.check_recipients(self.rt.app_limits(app), userids, dept_ids, to_all)
         msg, raw_text = params.json_object("msg")
         assert msg is not None
         canonical, body = accept_message(msg, raw_text)
@@ -91,7 +99,7 @@ class NotificationService:
             dept_ids=dept_ids,
             to_all_user=to_all,
             warnings=params.warnings + advisory_warnings(canonical, len(body)),
-            not_before=time.time() + self.rt.settings.dispatch_delay,
+            not_before=self.not_before(),
         )
         return await self.accept(task)
 
@@ -117,7 +125,7 @@ class NotificationService:
         """
         agent_id = params.integer("agent_id", required=agent_required)
         if agent_id is not None:
-            self._owned_app(principal, agent_id)
+            self.owned_app(principal, agent_id)
         task_id = params.integer(name)
         task = await self.rt.store.read(task_sql.task_by_id, task_id)
         if (

@@ -1,8 +1,12 @@
-"""oapi work-notification endpoints (spec §3.1, §3.3–§3.6)."""
+"""oapi work-notification endpoints (spec §3.1–§3.6)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from dingbox.domain.templates import coerce_data
+from dingbox.params import Params
+from dingbox.services.templates import TemplateSend
 
 if TYPE_CHECKING:
     from dingbox.protocols.oapi.routes import OapiCall
@@ -10,6 +14,32 @@ if TYPE_CHECKING:
 
 async def asyncsend_v2(call: OapiCall) -> dict[str, Any]:
     task = await call.services.notifications.asyncsend_v2(call.principal, call.params)
+    return {"task_id": task.task_id}
+
+
+def template_send(params: Params) -> TemplateSend:
+    """sendbytemplate's parameters, in whichever encoding they came, as the template service's request."""
+    agent_id = params.integer("agent_id")
+    template_id = params.text("template_id")
+    assert agent_id is not None and template_id is not None
+    userids = params.id_list("userid_list")
+    dept_ids = params.id_list("dept_id_list")
+    data, data_warnings = coerce_data(params.raw("data"))
+    return TemplateSend(
+        agent_id=agent_id,
+        template_id=template_id,
+        userids=userids,
+        dept_ids=dept_ids,
+        data=data,
+        request=params.values,
+        warnings=params.warnings + data_warnings,
+    )
+
+
+async def sendbytemplate(call: OapiCall) -> dict[str, Any]:
+    templates = call.services.templates
+    templates.authorize(call.principal)  # before any parameter is read, as DingTalk's gateway does
+    task = await templates.send(call.principal, template_send(call.params))
     return {"task_id": task.task_id}
 
 

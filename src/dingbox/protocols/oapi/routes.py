@@ -44,6 +44,7 @@ class OapiRoute:
     methods: frozenset[str] = frozenset({"POST"})
     family: str = "topapi"  # topapi | legacy | token
     auth: bool = True
+    unexpected: type[errors.DingboxError] = errors.SystemBusy  # the API's answer to a failure nobody foresaw
 
 
 _MESSAGES = "/topapi/message/corpconversation/"
@@ -53,6 +54,7 @@ ROUTES: dict[str, OapiRoute] = {
     "/service/get_suite_token": OapiRoute(tokens.get_suite_token, family="token", auth=False),
     "/service/get_corp_token": OapiRoute(tokens.get_corp_token, family="token", auth=False),
     _MESSAGES + "asyncsend_v2": OapiRoute(messages.asyncsend_v2),
+    _MESSAGES + "sendbytemplate": OapiRoute(messages.sendbytemplate, unexpected=errors.SystemException),
     _MESSAGES + "getsendprogress": OapiRoute(messages.getsendprogress),
     _MESSAGES + "getsendresult": OapiRoute(messages.getsendresult),
     _MESSAGES + "recall": OapiRoute(messages.recall),
@@ -90,7 +92,8 @@ async def handle(request: Request, services: Services) -> Response:
         return envelope.error(errors.StoreUnavailable(), family=family)
     except Exception:
         log.exception("unexpected failure on %s %s", request.method, path)
-        return envelope.error(errors.SystemBusy(), family=family)
+        unexpected = route.unexpected if route is not None else errors.SystemBusy
+        return envelope.error(unexpected(), family=family)
     if isinstance(result, Response):
         return result
     return envelope.ok(result, request_id=family != "token", media_type=envelope.media_type(family))
