@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dingbox.runtime import Runtime
 from dingbox.services.admin import AdminService
+from dingbox.services.browse import BrowseService
 from dingbox.services.inbox import InboxService
 from dingbox.services.notifications import NotificationService
 from dingbox.services.org import OrgService
@@ -19,6 +20,7 @@ class Services:
     org: OrgService
     notifications: NotificationService
     inbox: InboxService
+    browse: BrowseService
     admin: AdminService
 
     @classmethod
@@ -33,5 +35,6 @@ class Services:
             org=org,
             notifications=notifications,
             inbox=inbox,
+            browse=BrowseService(runtime),
             admin=AdminService(runtime, tokens),
         )
