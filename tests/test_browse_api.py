@@ -69,16 +69,24 @@ def test_users_list_the_org_with_optional_fields_only_when_set(client: Client) -
 def test_unread_counts_follow_delivery_reading_and_recall(client: Client) -> None:
     """unread counts delivered messages neither read nor recalled; undelivered recipients count none."""
     token = client.token()
-    client.sent(token, msg=text("one"), userid_list="alice,carol")  # carol is inactive: failed
-    client.sent(token, msg=text("two"), dept_id_list="2")  # alice and Bob (department 3 is below 2)
+    client.sent(token, msg=text("one"), userid_list="alice,0356123401")
+    client.sent(token, msg=text("two"), dept_id_list="2")  # alice, Bob, carol (department 3 is below 2)
     recalled = client.sent(token, msg=text("three"), userid_list="alice")
-    assert unread(client) == {"0356123401": 1, "alice": 3, "carol": 0}
+    assert unread(client) == {"0356123401": 2, "alice": 3, "carol": 0}  # carol is inactive: failed
 
     first = client.inbox("alice")[-1]
     assert client.api("POST", f"/messages/{first['id']}/read").status_code == 200
     body = client.oapi(MESSAGES + "recall", {"agent_id": DEMO_AGENT, "msg_task_id": recalled}, token)
     assert body["errcode"] == 0, body
-    assert unread(client) == {"0356123401": 1, "alice": 1, "carol": 0}
+    assert unread(client) == {"0356123401": 2, "alice": 1, "carol": 0}
+    # the list's counts (from counters where they suffice) are the detail's (from the recipients)
+    listed = {t["task_id"]: t["counts"] for t in get(client, "/tasks")["tasks"]}
+    assert listed == {task_id: client.task(task_id)["counts"] for task_id in listed}
+    assert list(listed.values()) == [
+        {"recalled": 1},
+        {"delivered": 2, "failed": 1},  # carol is in department 3, below 2
+        {"delivered": 1, "read": 1},
+    ]
 
 
 def test_users_page_by_userid_without_gaps_or_repeats(client: Client) -> None:

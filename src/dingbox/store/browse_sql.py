@@ -135,9 +135,28 @@ def tasks_page(
         params.append(before_seq)
     condition = f" WHERE {' AND '.join(where)}" if where else ""
     rows = tx.all(
-        f"SELECT {TASK_COLUMNS} FROM tasks{condition} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
+        f"SELECT {TASK_COLUMNS}, read_count FROM tasks{condition} ORDER BY seq DESC LIMIT ?",
+        (*params, limit + 1),
     )
-    tasks = [TaskRow(*row) for row in rows]
-    return [
-        TaskSummary(task, outcome_counts(tx, task.seq) if i < limit else []) for i, task in enumerate(tasks)
-    ]
+    summaries = []
+    for i, row in enumerate(rows):
+        task = TaskRow(*row[:-1])
+        counts: list[Row] = []
+        if i < limit:
+            counted = _counted(task, row[-1])
+            counts = counted if counted is not None else outcome_counts(tx, task.seq)
+        summaries.append(TaskSummary(task, counts))
+    return summaries
+
+
+def _counted(task: TaskRow, read_count: int) -> list[Row] | None:
+    """A task's outcome counts from its counters, when every recipient decided so far was delivered
+    (the counters then say everything; result_sql.result_lists relies on the same identities);
+    None when other outcomes must be counted from its rows. A list of large sends is thereby read
+    in a few rows, not one pass over each task's recipients."""
+    if task.cursor != task.delivered:
+        return None
+    if task.recalled_at is not None:  # every copy is recalled, those delivered after the recall too
+        return [(0, 0, 1, task.delivered)] if task.delivered else []
+    groups = [(0, 0, 0, task.delivered - read_count), (0, 1, 0, read_count)]
+    return [group for group in groups if group[3]]
