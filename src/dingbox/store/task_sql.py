@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -213,6 +213,22 @@ def pending_stats(tx: Tx) -> tuple[int, float | None]:
     """(tasks not finished, accepted_at of the oldest of them)."""
     row = tx.one("SELECT COUNT(*), MIN(not_before) FROM tasks WHERE status < 2")
     return (int(row[0]), row[1]) if row else (0, None)
+
+
+class TaskTotals(NamedTuple):
+    accepted: int
+    pending: int
+    decided: int  # recipients decided by dispatchers, whatever the outcome
+    delivered: int
+
+
+def task_totals(tx: Tx) -> TaskTotals:
+    """Totals over every stored task, for /metrics."""
+    row = tx.one(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status < 2 THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(cursor), 0), COALESCE(SUM(delivered), 0) FROM tasks"
+    )
+    return TaskTotals(*row) if row else TaskTotals(0, 0, 0, 0)
 
 
 def reset_traffic(tx: Tx) -> None:
