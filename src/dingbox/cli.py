@@ -152,6 +152,9 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
 
     from dingbox.app import create_app
 
+    app = create_app(settings, store)
+    announcement = _announcement(settings, store, port)
+
     class AnnouncingServer(uvicorn.Server):
         """Prints the key=value lines once the socket listens: a script that reads `ui=` connects at once."""
 
@@ -161,8 +164,6 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
                 click.echo(announcement)
                 sys.stdout.flush()
 
-    app = create_app(settings, store)
-    announcement = _announcement(settings, store, port)
     config = uvicorn.Config(
         app,
         log_level=settings.log_level,
