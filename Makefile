@@ -18,10 +18,11 @@ run: $(STAMP)  ## serve on ./dingbox-data/dingbox.db with the demo org
 test: $(STAMP)  ## the whole suite, against real servers
 	$(BIN)/pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## style, types, and the layers of docs/architecture.md (tests/test_layers.py)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/pytest -q tests/test_layers.py
 
 fix: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench

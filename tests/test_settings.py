@@ -190,7 +190,8 @@ def test_host_port_db_and_log_level_from_variables(tmp_path: Path) -> None:
     reader.start()
     try:
         deadline = time.monotonic() + 20
-        while not lines and time.monotonic() < deadline:  # our own announcement, not another server's port
+        # our own announcement (after uvicorn's log lines), not another server's port
+        while not any(line.startswith("ui=") for line in lines) and time.monotonic() < deadline:
             time.sleep(0.05)
         while time.monotonic() < deadline:
             try:
@@ -205,7 +206,7 @@ def test_host_port_db_and_log_level_from_variables(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     reader.join(5)
-    assert lines[0] == f"ui=http://127.0.0.1:{port}/ui/\n"
+    assert f"ui=http://127.0.0.1:{port}/ui/\n" in lines
     assert db.exists()
     assert any('"GET /api/v1/health HTTP/1.1" 200' in line for line in lines)  # debug turns the access log on
 

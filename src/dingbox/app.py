@@ -24,7 +24,7 @@ from dingbox.api import routes as api_routes
 from dingbox.api.origin import LocalOrigin
 from dingbox.api.routes import ApiError, api_error
 from dingbox.dispatch.worker import Dispatcher
-from dingbox.metrics import Metrics, task_figures
+from dingbox.metrics import Metrics
 from dingbox.protocols.http import ClientGone
 from dingbox.protocols.oapi import routes as oapi
 from dingbox.protocols.top import gateway as top
@@ -32,7 +32,7 @@ from dingbox.protocols.v1 import routes as v1
 from dingbox.runtime import Runtime
 from dingbox.services.container import Services
 from dingbox.settings import Settings
-from dingbox.store import Store, StoreError, dispatch_sql, open_store
+from dingbox.store import Store, StoreError, dispatch_sql, open_store, task_sql
 from dingbox.web import routes as web_routes
 
 log = logging.getLogger("dingbox")
@@ -97,9 +97,9 @@ class DingboxApp:
             return await self._guarded(self._web, request, scope, receive, send, exempt=False)
         if path == "/metrics" and request.method == "GET":
             count("other")
-            figures = await self.runtime.store.read(task_figures)
+            totals = await self.runtime.store.read(task_sql.task_totals)
             return PlainTextResponse(
-                self.metrics.render(figures, self.runtime.events.subscribers, self.runtime.store.describe()),
+                self.metrics.render(totals, self.runtime.events.subscribers, self.runtime.store.describe()),
                 media_type="text/plain; version=0.0.4",
             )
         if path == "/" and request.method == "GET" and "text/html" in request.headers.get("accept", ""):

@@ -134,7 +134,7 @@ def serve(org: tuple[str, ...], allowed_host: tuple[str, ...], **options: Any) -
     _run(settings, store, sock, port)
 
 
-def _announce(settings: Settings, store: Store, port: int) -> None:
+def _announcement(settings: Settings, store: Store, port: int) -> str:
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
     lines = [f"ui=http://{shown}:{port}/ui/", f"api=http://{shown}:{port}/"]
@@ -143,7 +143,7 @@ def _announce(settings: Settings, store: Store, port: int) -> None:
     if demo is not None:
         internal = next((a for a in demo["apps"] if a["type"] == "internal"), None)
         isv = next((a for a in demo["apps"] if a["type"] == "isv"), None)
-        suites = dict(store.read_sync(lambda tx: tx.all("SELECT suite_key, suite_secret FROM suites")))
+        suites = store.read_sync(org_sql.suite_secrets)
         lines.append(f"corp_id={DEMO_CORP}")
         if internal:
             lines += [
@@ -157,8 +157,7 @@ def _announce(settings: Settings, store: Store, port: int) -> None:
             lines.append(f"robot_code={demo['robots'][0]['robot_code']}")
         if demo["templates"]:
             lines.append(f"template_id={demo['templates'][0]['template_id']}")
-    click.echo("\n".join(lines))
-    sys.stdout.flush()
+    return "\n".join(lines)
 
 
 def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> None:
@@ -168,6 +167,17 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
     from dingbox.transport import DeadlineProtocol
 
     app = create_app(settings, store)
+    announcement = _announcement(settings, store, port)
+
+    class AnnouncingServer(uvicorn.Server):
+        """Prints the key=value lines once the socket listens: a script that reads `ui=` connects at once."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                click.echo(announcement)
+                sys.stdout.flush()
+
     config = uvicorn.Config(
         app,
         http=DeadlineProtocol.configured(settings),
@@ -178,14 +188,13 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
         timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = AnnouncingServer(config)
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found
     # installed; this one turns that into a normal return, so Ctrl-C exits 0 rather than
-    # KeyboardInterrupt's 1. Installed before the announcement, so from the moment a user sees the
-    # address Ctrl-C is a clean stop: until uvicorn takes over, it makes the server stop at its first tick.
+    # KeyboardInterrupt's 1. Installed before uvicorn starts, so Ctrl-C during its startup is a clean
+    # stop too: until uvicorn takes over, it makes the server stop at its first tick.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
-    _announce(settings, store, port)
     try:
         server.run(sockets=[sock])
     except Exception as exc:  # a crash of the server itself: report it in one line

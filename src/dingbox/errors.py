@@ -279,6 +279,11 @@ class SystemBusy(BusinessError):
     errmsg = "系统繁忙"
 
 
+class Unavailable(Exception):
+    """Raised by a store that cannot serve right now (disk full, I/O error, server gone); every wire
+    family answers it with `StoreUnavailable`. The store's own errors derive from it."""
+
+
 class StoreUnavailable(BusinessError):
     """The store cannot write (disk full, I/O error): DingTalk's system error, HTTP 503 on v1.0."""
 

@@ -22,8 +22,9 @@ from dingbox.clock import parse_iso
 from dingbox.domain.org import OrgError
 from dingbox.params import MAX_INT64
 from dingbox.protocols.http import json_response, read_body
+from dingbox.services.browse import MAX_TASKS_PAGE, MAX_USERS_PAGE, UnknownCorp
 from dingbox.services.container import Services
-from dingbox.services.inbox import MAX_PAGE, AnchorNotFound, MessageRecalled
+from dingbox.services.inbox import MAX_PAGE, AnchorNotFound, MessageRecalled, UnknownUser
 
 JSON = "application/json"
 SOURCES = ("work_notification", "template", "robot", "group_robot")
@@ -107,6 +108,13 @@ def path_int(request: Request, name: str) -> int:
     return int(raw)
 
 
+def source_arg(request: Request) -> str | None:
+    source = request.query_params.get("source")
+    if source is not None and source not in SOURCES:
+        raise ApiError(400, "invalid_request", f"source must be one of {', '.join(SOURCES)}")
+    return source
+
+
 def build(services: Services) -> Router:
     settings = services.runtime.settings
 
@@ -136,10 +144,42 @@ def build(services: Services) -> Router:
     async def corps(request: Request) -> Response:
         return ok({"corps": await services.org.overview(with_secrets=not settings.auth)})
 
+    async def users(request: Request) -> Response:
+        corp_id = request.path_params["corp_id"]
+        try:
+            page = await services.browse.users(
+                corp_id,
+                after=request.query_params.get("after", ""),
+                limit=int_arg(request, "limit", 200, lo=1, hi=MAX_USERS_PAGE) or 200,
+            )
+        except UnknownCorp:
+            raise ApiError(404, "unknown_corp", f"no corp {corp_id!r}") from None
+        return ok(page)
+
+    async def departments(request: Request) -> Response:
+        corp_id = request.path_params["corp_id"]
+        try:
+            return ok(await services.browse.departments(corp_id))
+        except UnknownCorp:
+            raise ApiError(404, "unknown_corp", f"no corp {corp_id!r}") from None
+
+    async def tasks(request: Request) -> Response:
+        status = int_arg(request, "status", lo=0, hi=2)
+        try:
+            page = await services.browse.tasks(
+                limit=int_arg(request, "limit", 50, lo=1, hi=MAX_TASKS_PAGE) or 50,
+                before=int_arg(request, "before"),
+                corp_id=request.query_params.get("corp_id") or None,
+                agent_id=int_arg(request, "agent_id"),
+                source=source_arg(request),
+                status=status,
+            )
+        except AnchorNotFound:
+            raise ApiError(400, "invalid_request", "before: no such task") from None
+        return ok(page)
+
     async def inbox(request: Request) -> Response:
-        source = request.query_params.get("source")
-        if source is not None and source not in SOURCES:
-            raise ApiError(400, "invalid_request", f"source must be one of {', '.join(SOURCES)}")
+        source = source_arg(request)
         unread = request.query_params.get("unread", "false").lower()
         if unread not in ("true", "false"):
             raise ApiError(400, "invalid_request", "unread must be true or false")
@@ -154,6 +194,13 @@ def build(services: Services) -> Router:
             )
         except AnchorNotFound:
             raise ApiError(400, "invalid_request", "before: no such message") from None
+        except UnknownUser:
+            raise ApiError(
+                404,
+                "unknown_user",
+                f"corp {request.path_params['corp_id']!r} has no user {request.path_params['userid']!r}"
+                " and no messages for that userid",
+            ) from None
         return ok(page)
 
     async def message(request: Request) -> Response:
@@ -230,9 +277,12 @@ def build(services: Services) -> Router:
         Route("/api/v1/health", health, methods=["GET"]),
         Route("/api/v1/org", put_org, methods=["PUT"]),
         Route("/api/v1/corps", corps, methods=["GET"]),
+        Route("/api/v1/corps/{corp_id}/users", users, methods=["GET"]),
+        Route("/api/v1/corps/{corp_id}/departments", departments, methods=["GET"]),
         Route("/api/v1/corps/{corp_id}/users/{userid}/messages", inbox, methods=["GET"]),
         Route("/api/v1/messages/{message_id}", message, methods=["GET"]),
         Route("/api/v1/messages/{message_id}/read", read, methods=["POST"]),
+        Route("/api/v1/tasks", tasks, methods=["GET"]),
         Route("/api/v1/tasks/{task_id}", task, methods=["GET"]),
         Route("/api/v1/dispatch/drain", control(drain), methods=["POST"]),
         Route("/api/v1/reset", control(reset), methods=["POST"]),

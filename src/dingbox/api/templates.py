@@ -21,9 +21,9 @@ from dingbox.services.templates import (
     TemplateIdTaken,
     TemplateNotKnown,
     TemplateRejected,
+    TemplateRow,
     template_json,
 )
-from dingbox.store.template_sql import TemplateRow
 
 _CREATE_FIELDS = ("template_id", "agent_id", "status", "msg")
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dingbox.runtime import Runtime
 from dingbox.services.admin import AdminService
+from dingbox.services.browse import BrowseService
 from dingbox.services.inbox import InboxService
 from dingbox.services.notifications import NotificationService
 from dingbox.services.org import OrgService
@@ -21,6 +22,7 @@ class Services:
     notifications: NotificationService
     templates: TemplateService
     inbox: InboxService
+    browse: BrowseService
     admin: AdminService
 
     @classmethod
@@ -36,5 +38,6 @@ class Services:
             notifications=notifications,
             templates=TemplateService(runtime, notifications),
             inbox=inbox,
+            browse=BrowseService(runtime),
             admin=AdminService(runtime, tokens),
         )

@@ -10,7 +10,8 @@ import orjson
 from dingbox.clock import iso
 from dingbox.domain.pipeline import Outcome
 from dingbox.runtime import Runtime
-from dingbox.store import result_sql, task_sql
+from dingbox.store import browse_sql, result_sql, task_sql
+from dingbox.store.base import Row
 from dingbox.store.result_sql import MessageRow
 from dingbox.store.task_sql import TaskRow
 
@@ -23,7 +24,12 @@ class MessageRecalled(Exception):
 
 
 class AnchorNotFound(LookupError):
-    """A `before` that names no message: paging from it would silently restart at the newest."""
+    """A `before` that names no message or task: paging from it would silently restart at the newest."""
+
+
+class UnknownUser(LookupError):
+    """An inbox of a userid the corp does not have and that holds no messages: most likely a typo,
+    which must fail rather than read as an empty inbox."""
 
 
 def message_json(row: MessageRow) -> dict[str, Any]:
@@ -61,6 +67,28 @@ def recipient_outcome(outcome: int, read: bool, recalled: bool) -> str:
     return _OUTCOME_NAMES[Outcome(outcome)]
 
 
+def task_json(task: TaskRow, outcome_counts: list[Row]) -> dict[str, Any]:
+    """The Task object without its recipients; `outcome_counts` as result_sql.outcome_counts gives them."""
+    counts: dict[str, int] = {}
+    for outcome, read, recalled, n in outcome_counts:
+        name = recipient_outcome(outcome, bool(read), bool(recalled))
+        counts[name] = counts.get(name, 0) + n
+    return {
+        "task_id": task.task_id,
+        "corp_id": task.corp_id,
+        "agent_id": task.agent_id,
+        "source": task.source,
+        "status": task.status,
+        "progress_in_percent": task.progress_in_percent,
+        "accepted_at": iso(task.accepted_at),
+        "finished_at": iso(task.finished_at) if task.finished_at is not None else None,
+        "request": orjson.loads(task.request),
+        "counts": counts,
+        "warnings": orjson.loads(task.warnings),
+        "invalid_dept_ids": orjson.loads(task.invalid_dept_ids),
+    }
+
+
 class InboxService:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -77,6 +105,8 @@ class InboxService:
         rows = await store.read(
             result_sql.inbox_page, corp_id, userid, limit=limit, before=anchor, source=source, unread=unread
         )
+        if not rows and not await store.read(browse_sql.inbox_known, corp_id, userid):
+            raise UnknownUser(userid)
         more = len(rows) > limit
         rows = rows[:limit]
         return {
@@ -121,38 +151,22 @@ class InboxService:
 
     async def _task_json(self, task: TaskRow, cursor: int, limit: int) -> dict[str, Any]:
         store = self.rt.store
-        counts: dict[str, int] = {}
-        for outcome, read, recalled, n in await store.read(result_sql.outcome_counts, task.seq):
-            name = recipient_outcome(outcome, bool(read), bool(recalled))
-            counts[name] = counts.get(name, 0) + n
+        body = task_json(task, await store.read(result_sql.outcome_counts, task.seq))
         page = await store.read(result_sql.recipient_page, task.seq, cursor, limit + 1)
         more = len(page) > limit
         page = page[:limit]
-        return {
-            "task_id": task.task_id,
-            "corp_id": task.corp_id,
-            "agent_id": task.agent_id,
-            "source": task.source,
-            "status": task.status,
-            "progress_in_percent": task.progress_in_percent,
-            "accepted_at": iso(task.accepted_at),
-            "finished_at": iso(task.finished_at) if task.finished_at is not None else None,
-            "request": orjson.loads(task.request),
-            "counts": counts,
-            "warnings": orjson.loads(task.warnings),
-            "invalid_dept_ids": orjson.loads(task.invalid_dept_ids),
-            "recipients": [
-                {
-                    "userid": userid,
-                    "outcome": recipient_outcome(outcome, read_at is not None, bool(recalled)),
-                    "reason": reason,
-                    "code": code,
-                    "message_id": message_id if outcome == Outcome.DELIVERED else None,
-                }
-                for _pos, userid, outcome, reason, code, message_id, read_at, recalled in page
-            ],
-            "next_cursor": page[-1][0] + 1 if more and page else None,
-        }
+        body["recipients"] = [
+            {
+                "userid": userid,
+                "outcome": recipient_outcome(outcome, read_at is not None, bool(recalled)),
+                "reason": reason,
+                "code": code,
+                "message_id": message_id if outcome == Outcome.DELIVERED else None,
+            }
+            for _pos, userid, outcome, reason, code, message_id, read_at, recalled in page
+        ]
+        body["next_cursor"] = page[-1][0] + 1 if more and page else None
+        return body
 
     async def pending(self) -> tuple[int, float]:
         count, oldest = await self.rt.store.read(task_sql.pending_stats)

@@ -6,6 +6,7 @@ before its `task_id` is returned; who receives it is decided later by the dispat
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from dingbox.store.result_sql import ResultLists
 from dingbox.store.task_sql import NewTask, TaskRow
 
 NOTIFICATION_SOURCES = ("work_notification", "template")
+log = logging.getLogger("dingbox.notifications")
 
 
 class AcceptedTask(NamedTuple):
@@ -111,6 +113,16 @@ class NotificationService:
             "task.accepted", task.corp_id, task_id=task_id, source=task.source, agent_id=task.agent_id
         )
         self.on_accept()
+        log.info(
+            "task %d accepted: agent_id=%s corp=%s source=%s userids=%d depts=%d to_all=%s",
+            task_id,
+            task.agent_id,
+            task.corp_id,
+            task.source,
+            len(task.userids),
+            len(task.dept_ids),
+            task.to_all_user,
+        )
         return AcceptedTask(seq, task_id)
 
     # -- reading back ---------------------------------------------------------------------------

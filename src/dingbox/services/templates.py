@@ -28,6 +28,8 @@ from dingbox.store import template_sql
 from dingbox.store.task_sql import NewTask
 from dingbox.store.template_sql import TemplateRow
 
+__all__ = ["TemplateRow", "TemplateService"]
+
 MAX_TEMPLATE_ID = 64
 
 

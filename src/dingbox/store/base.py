@@ -12,13 +12,15 @@ import abc
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from dingbox.errors import Unavailable
+
 T = TypeVar("T")
 P = ParamSpec("P")
 Row = tuple[Any, ...]
 
 
-class StoreError(RuntimeError):
-    """The store cannot be opened or used (bad URL, locked file, unreachable server)."""
+class StoreError(Unavailable, RuntimeError):
+    """The store cannot be opened or used (bad URL, locked file, unreachable server, failing disk)."""
 
 
 class StoreLocked(StoreError):

@@ -143,6 +143,10 @@ def is_empty(tx: Tx) -> bool:
     return tx.one("SELECT 1 FROM corps LIMIT 1") is None and tx.one("SELECT 1 FROM suites LIMIT 1") is None
 
 
+def suite_secrets(tx: Tx) -> dict[str, str]:
+    return {key: secret for key, secret in tx.all("SELECT suite_key, suite_secret FROM suites")}
+
+
 def export_document(tx: Tx) -> dict[str, Any]:
     """The org as loaded: suites, then each corp's document as it was given."""
     suites = [
@@ -155,7 +159,7 @@ def export_document(tx: Tx) -> dict[str, Any]:
 
 def load_directory(tx: Tx) -> Directory:
     corps: dict[str, str] = {cid: name for cid, name in tx.all("SELECT corp_id, name FROM corps")}
-    suites: dict[str, str] = {k: s for k, s in tx.all("SELECT suite_key, suite_secret FROM suites")}
+    suites = suite_secrets(tx)
     apps = []
     for agent_id, corp_id, name, app_type, app_key, app_secret, suite_key, visible_to, limits in tx.all(
         "SELECT agent_id, corp_id, name, type, app_key, app_secret, suite_key, visible_to, limits FROM apps"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -222,6 +222,22 @@ def pending_stats(tx: Tx) -> tuple[int, float | None]:
         if first is not None and (oldest is None or first[0] < oldest):
             oldest = float(first[0])
     return count, oldest
+
+
+class TaskTotals(NamedTuple):
+    accepted: int
+    pending: int
+    decided: int  # recipients decided by dispatchers, whatever the outcome
+    delivered: int
+
+
+def task_totals(tx: Tx) -> TaskTotals:
+    """Totals over every stored task, for /metrics."""
+    row = tx.one(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status < 2 THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(cursor), 0), COALESCE(SUM(delivered), 0) FROM tasks"
+    )
+    return TaskTotals(*row) if row else TaskTotals(0, 0, 0, 0)
 
 
 def reset_traffic(tx: Tx) -> None:

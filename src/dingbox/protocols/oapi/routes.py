@@ -22,7 +22,6 @@ from dingbox.protocols.http import read_body
 from dingbox.protocols.oapi import envelope, messages, tokens
 from dingbox.protocols.oapi.wire import read_params
 from dingbox.services.container import Services
-from dingbox.store import StoreError
 
 log = logging.getLogger("dingbox.oapi")
 
@@ -88,7 +87,7 @@ async def handle(request: Request, services: Services) -> Response:
         result = await route.handler(OapiCall(request, params, principal, services))  # type: ignore[arg-type]
     except errors.DingboxError as exc:
         return envelope.error(exc, family=family)
-    except StoreError:  # logged once by the store
+    except errors.Unavailable:  # logged once by the store
         return envelope.error(errors.StoreUnavailable(), family=family)
     except Exception:
         log.exception("unexpected failure on %s %s", request.method, path)

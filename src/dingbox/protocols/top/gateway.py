@@ -20,7 +20,6 @@ from dingbox.params import Params
 from dingbox.protocols.http import json_response, read_body
 from dingbox.protocols.oapi.wire import read_params
 from dingbox.services.container import Services
-from dingbox.store import StoreError
 
 log = logging.getLogger("dingbox.top")
 Method = Callable[[Services, Principal, Params], Awaitable[dict[str, Any]]]
@@ -127,7 +126,7 @@ async def handle(request: Request, services: Services) -> Response:
         payload = await METHODS[method_name](services, principal, params)
     except errors.DingboxError as exc:
         return _answer(method_name, None, exc)
-    except StoreError:  # logged once by the store
+    except errors.Unavailable:  # logged once by the store
         return _answer(method_name, None, errors.StoreUnavailable())
     except Exception:
         log.exception("unexpected failure in %s", method_name)

@@ -16,7 +16,6 @@ from dingbox.domain.directory import Principal
 from dingbox.protocols.http import read_body
 from dingbox.protocols.v1 import envelope, oauth2
 from dingbox.services.container import Services
-from dingbox.store import StoreError
 
 log = logging.getLogger("dingbox.v1")
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
@@ -79,7 +78,7 @@ async def handle(request: Request, services: Services) -> Response:
         result = await route.handler(V1Call(request, body, principal, services))
     except errors.DingboxError as exc:
         return envelope.error(exc)
-    except StoreError:  # logged once by the store
+    except errors.Unavailable:  # logged once by the store
         return envelope.error(errors.StoreUnavailable())
     except Exception:
         log.exception("unexpected failure on %s %s", request.method, request.url.path)

@@ -47,6 +47,7 @@ CREATE TABLE user_depts (
     userid  TEXT NOT NULL,
     PRIMARY KEY (corp_id, dept_id, userid)
 );
+CREATE INDEX user_depts_by_user ON user_depts (corp_id, userid, dept_id);
 
 CREATE TABLE apps (
     agent_id   INTEGER PRIMARY KEY,
