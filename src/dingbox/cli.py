@@ -96,6 +96,7 @@ def main() -> None:
 @click.option("--batch-pause", type=float, default=None, help=_help("batch_pause"))
 @click.option("--body-limit", type=int, default=None, help=_help("body_limit"))
 @click.option("--log-level", default=None, help=_help("log_level"))
+@click.option("--robot-minute-limit", type=int, default=None, help=_help("robot_minute_limit"))
 def serve(org: tuple[str, ...], **options: Any) -> None:
     """Serve the DingTalk APIs, the dingbox API and the web UI."""
     settings = _settings(org=org or None, **options)

@@ -69,6 +69,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_pause", 0.0, "Seconds the dispatcher pauses between two batches of one task.", float),
     Setting("body_limit", 1048576, "Largest request body accepted, in bytes.", int),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
+    Setting(
+        "robot_minute_limit",
+        0,
+        "Recipients one robot may reach per calendar minute; those beyond are flow-controlled (0: no limit).",
+        int,
+    ),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -89,6 +95,7 @@ class Settings:
     batch_pause: float = 0.0
     body_limit: int = 1048576
     log_level: str = "info"
+    robot_minute_limit: int = 0
 
     @classmethod
     def build(cls, explicit: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
@@ -128,6 +135,10 @@ class Settings:
             seconds = getattr(self, name)
             if not (math.isfinite(seconds) and seconds >= 0):  # NaN or infinity would stall dispatch for good
                 raise SettingsError(f"{name} has value {seconds}: must be a number of seconds, 0 or more")
+        if self.robot_minute_limit < 0:
+            raise SettingsError(
+                f"robot_minute_limit has value {self.robot_minute_limit}: must be 0 (no limit) or more"
+            )
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(
                 f"log_level has value {self.log_level!r}: choose debug, info, warning or error"

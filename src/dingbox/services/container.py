@@ -9,6 +9,7 @@ from dingbox.services.admin import AdminService
 from dingbox.services.inbox import InboxService
 from dingbox.services.notifications import NotificationService
 from dingbox.services.org import OrgService
+from dingbox.services.robots import RobotService
 from dingbox.services.tokens import TokenService
 
 
@@ -20,6 +21,7 @@ class Services:
     notifications: NotificationService
     inbox: InboxService
     admin: AdminService
+    robots: RobotService
 
     @classmethod
     def build(cls, runtime: Runtime) -> Services:
@@ -34,4 +36,5 @@ class Services:
             notifications=notifications,
             inbox=inbox,
             admin=AdminService(runtime, tokens),
+            robots=RobotService(runtime),
         )
