@@ -371,6 +371,18 @@ def test_read_status_with_an_unencoded_key_finds_nothing(client: Client) -> None
     assert encoded.status_code == 200, encoded.text
 
 
+def test_read_status_ignores_a_body(client: Client) -> None:
+    token = client.token()
+    key = sent(client, token, ["alice"])["processQueryKey"]
+    resp = client.http.get(
+        client.base + READ,
+        params={"robotCode": "dingdemobot", "processQueryKey": key},
+        headers={"x-acs-dingtalk-access-token": token},
+        data="not json",
+    )
+    assert resp.status_code == 200, resp.text
+
+
 def test_read_status_errors(client: Client) -> None:
     assert client.load_org(org_with_second_app_and_corp()).status_code == 200
     token = client.token()

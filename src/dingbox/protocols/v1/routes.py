@@ -72,7 +72,7 @@ async def handle(request: Request, services: Services) -> Response:
             principal = await services.tokens.authenticate(request.headers.get(TOKEN_HEADER))
         raw = await read_body(request, services.runtime.settings.body_limit)
         body: Any = {}
-        if raw.strip():
+        if raw.strip() and route.method != "GET":  # a GET's parameters are its query; a body is ignored
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
