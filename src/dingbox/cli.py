@@ -103,6 +103,7 @@ def main() -> None:
 @click.option("--max-connections", type=int, default=None, help=_help("max_connections"))
 @click.option("--log-level", default=None, help=_help("log_level"))
 @click.option("--synchronous", type=click.Choice(["normal", "full"]), default=None, help=_help("synchronous"))
+@click.option("--robot-minute-limit", type=int, default=None, help=_help("robot_minute_limit"))
 def serve(org: tuple[str, ...], allowed_host: tuple[str, ...], **options: Any) -> None:
     """Serve the DingTalk APIs, the dingbox API and the web UI."""
     settings = _settings(org=org or None, allowed_host=allowed_host or None, **options)

@@ -12,7 +12,8 @@ A handler raises; the protocol adapter renders. Each class carries every wire fo
     ├── GatewayError           token and permission errors (88 on topapi, flat on legacy, 27 on TOP)
     ├── RoutingError           unknown API, path or verb
     ├── ParameterError         40035-style input errors, and the specific list / msg / window codes
-    └── BusinessError          rules of the send (agent, template, size) and internal failures
+    ├── BusinessError          rules of the send (agent, template, size) and internal failures
+    └── RobotError             the robot one-to-one API's own codes (v1.0 only, spec §5.1–§5.3)
 """
 
 from __future__ import annotations
@@ -292,6 +293,96 @@ class StoreUnavailable(BusinessError):
     v1 = (503, "system.error", "系统繁忙，请稍后重试")
 
 
+# -- robot one-to-one (v1.0 only: these endpoints have no oapi or TOP form) ---------------------------
+
+
+class RobotError(DingboxError):
+    """The codes of DingTalk's robot error table (spec §5.1) and its read-status query (§5.2)."""
+
+
+class RobotBodyInvalid(RobotError):
+    v1 = (400, "invalidParameter.msgBody.invalid", "消息体必须是JSON格式")
+
+
+class RobotCodeEmpty(RobotError):
+    v1 = (400, "invalidParameter.robotCode.empty", "机器人robotCode无效")
+
+
+class RobotCodeMissing(RobotError):
+    """readStatus names its missing query parameters with `.missing` (spec §5.2)."""
+
+    v1 = (400, "invalidParameter.robotCode.missing", "缺少参数robotCode")
+
+
+class RobotCodeInvalid(RobotError):
+    """A robotCode that is not text."""
+
+    v1 = (400, "invalidParameter.robotCode.invalid", "无效的robotCode")
+
+
+class RobotNotFound(RobotError):
+    """Unknown robot, or one of another app or corp: indistinguishable on purpose. DingTalk's spelling."""
+
+    v1 = (
+        400,
+        "invalidParameter.robotCode.notExsit",
+        "机器人不存在，请检查企业内是否安装了robotCode对应的机器人",
+    )
+
+
+class UserIdsEmpty(RobotError):
+    v1 = (400, "invalidParameter.userIds.empty", "用户userId列表为空")
+
+
+class UserIdsOverMax(RobotError):
+    v1 = (400, "invalidParameter.userIds.overMax", "用户userId列表超过最大限制")
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            v1_message=f"用户userId列表超过最大限制{limit}，请将userId拆分成多个长度不超过{limit}的数组，分批次调用此接口"
+        )
+
+
+class MsgKeyEmpty(RobotError):
+    v1 = (400, "invalidParameter.msgKey.empty", "msgKey为空")
+
+
+class MsgKeyInvalid(RobotError):
+    v1 = (400, "invalidParameter.msgKey.invalid", "msgKey无效，请传入正确的msgKey")
+
+
+class MsgParamInvalid(RobotError):
+    v1 = (400, "invalidParameter.msgParam.invalid", "msgParam格式非法，必须是json格式")
+
+
+class MsgParamTooLong(RobotError):
+    v1 = (400, "invalidParameter.msgParam.tooLong", "消息内容太长，请缩减内容长度")
+
+
+class MsgParamFieldMissing(RobotError):
+    """`miss.param.<code>`: the msgKey's own code for an empty msgParam, else the missing field's."""
+
+    v1 = (400, "miss.param", "消息内容不合法")
+
+    def __init__(self, code: str, needs: str) -> None:
+        super().__init__(v1_message=f"消息内容不合法，需要{needs}属性")
+        self.v1_code = code
+
+
+class ProcessQueryKeyMissing(RobotError):
+    v1 = (400, "invalidParameter.processQueryKey.missing", "缺少参数processQueryKey")
+
+
+class ProcessQueryKeyInvalid(RobotError):
+    """No message of this robot has that key (a key sent without URL-encoding lands here)."""
+
+    v1 = (400, "invalid.processQueryKey", "无效的processQueryKey")
+
+
+class ProcessQueryKeyExpired(RobotError):
+    v1 = (400, "processQueryKey.expireTime", "只能查询24小时内发送的消息")
+
+
 def catalogue() -> list[type[DingboxError]]:
     """Every concrete error class, for the coverage test and docs/api-coverage.md."""
     found: list[type[DingboxError]] = []
@@ -300,6 +391,6 @@ def catalogue() -> list[type[DingboxError]]:
         cls = pending.pop()
         for sub in cls.__subclasses__():
             pending.append(sub)
-            if sub not in (GatewayError, BusinessError):  # never raised themselves
+            if sub not in (GatewayError, BusinessError, RobotError):  # never raised themselves
                 found.append(sub)
     return sorted(found, key=lambda c: c.__name__)

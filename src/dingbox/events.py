@@ -13,7 +13,8 @@ Kinds and their data (every event also carries `corp_id`):
 - `message.delivered`  task_id, source, agent_id, messages [[message_id, userid], …] (one event per batch)
 - `message.read`     message_id, task_id, userid
 - `message.recalled` task_id, source, message_ids (None: every message of the task)
-- `robot.sent`, `group.posted`: published by the robot and group-robot services as they land
+- `robot.sent`       task_id, robot_code, process_query_key, agent_id (a one-to-one batchSend)
+- `group.posted`: published by the group-robot service as it lands
 """
 
 from __future__ import annotations

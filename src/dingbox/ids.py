@@ -40,8 +40,10 @@ def access_token() -> str:
 
 
 def process_query_key() -> str:
-    """Base64 text that always ends in `==` (31 bytes), so unencoded query strings break."""
-    return base64.b64encode(secrets.token_bytes(31)).decode()
+    """Base64 text of 31 bytes, so it ends in `==`, with at least one `+`: a
+    query that carries it without URL-encoding turns the `+` into a space and finds nothing."""
+    text = base64.b64encode(secrets.token_bytes(31)).decode()
+    return text if "+" in text else "+" + text[1:]
 
 
 def media_id() -> str:

@@ -90,6 +90,12 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite durability: normal (an acknowledged send survives a crash of dingbox) or full (also"
         " survives power loss, at an fsync per commit).",
     ),
+    Setting(
+        "robot_minute_limit",
+        0,
+        "Recipients one robot may reach per calendar minute; those beyond are flow-controlled (0: no limit).",
+        int,
+    ),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -116,6 +122,7 @@ class Settings:
     max_connections: int = 1000
     log_level: str = "info"
     synchronous: str = "normal"
+    robot_minute_limit: int = 0
 
     @classmethod
     def build(cls, explicit: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
@@ -168,6 +175,10 @@ class Settings:
         for name in self.allowed_host:
             if not name or any(c.isspace() or c in "/@,?#" for c in name):
                 raise SettingsError(f"allowed_host has value {name!r}: give a host name such as dingbox.test")
+        if self.robot_minute_limit < 0:
+            raise SettingsError(
+                f"robot_minute_limit has value {self.robot_minute_limit}: must be 0 (no limit) or more"
+            )
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(
                 f"log_level has value {self.log_level!r}: choose debug, info, warning or error"

@@ -78,6 +78,18 @@ class Directory:
             a.agent_id for a in self.apps.values() if a.suite_key == suite_key and a.corp_id == corp_id
         )
 
+    def owned_app(self, principal: Principal, agent_id: int) -> AppInfo | None:
+        """The app `agent_id` names, when the token speaks for it; None for any other app or corp."""
+        app = self.apps.get(agent_id)
+        if app is None or agent_id not in principal.agent_ids or app.corp_id != principal.corp_id:
+            return None
+        return app
+
+    def owned_robot(self, principal: Principal, robot_code: str) -> AppInfo | None:
+        """The app of a robot the token's app owns; None for unknown robots and those of other apps."""
+        robot = self.robots.get(robot_code)
+        return None if robot is None else self.owned_app(principal, robot[1])
+
     def principal(self, kind: str, key: str, corp_id: str) -> Principal | None:
         """The principal a stored token names, or None when the org no longer has it."""
         cache_key = (kind, key, corp_id)

@@ -10,6 +10,7 @@ from dingbox.services.browse import BrowseService
 from dingbox.services.inbox import InboxService
 from dingbox.services.notifications import NotificationService
 from dingbox.services.org import OrgService
+from dingbox.services.robots import RobotService
 from dingbox.services.templates import TemplateService
 from dingbox.services.tokens import TokenService
 
@@ -24,6 +25,7 @@ class Services:
     inbox: InboxService
     browse: BrowseService
     admin: AdminService
+    robots: RobotService
 
     @classmethod
     def build(cls, runtime: Runtime) -> Services:
@@ -40,4 +42,5 @@ class Services:
             inbox=inbox,
             browse=BrowseService(runtime),
             admin=AdminService(runtime, tokens),
+            robots=RobotService(runtime),
         )

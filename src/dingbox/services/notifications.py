@@ -54,8 +54,8 @@ class NotificationService:
     # -- accepting ------------------------------------------------------------------------------
 
     def owned_app(self, principal: Principal, agent_id: int) -> AppInfo:
-        app = self.rt.directory.apps.get(agent_id)
-        if agent_id not in principal.agent_ids or app is None:
+        app = self.rt.directory.owned_app(principal, agent_id)
+        if app is None:
             raise errors.AgentIdInvalid()
         return app
 

@@ -143,7 +143,7 @@ def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) 
     """
     accepted_at = items[0][1]() if items else 0.0
     if tx.dialect != "sqlite":
-        return [_insert_one(tx, task, accepted_at) for task, _ in items]
+        return [insert_task(tx, task, accepted_at) for task, _ in items]
     results: list[tuple[int, int]] = []
     for start in range(0, len(items), _ROWS_PER_INSERT):
         chunk = [task for task, _ in items[start : start + _ROWS_PER_INSERT]]
@@ -164,11 +164,12 @@ def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) 
         )
         for task, task_id in zip(chunk, task_ids, strict=True):
             seq = placed.get(task_id)
-            results.append((int(seq), task_id) if seq is not None else _insert_one(tx, task, accepted_at))
+            results.append((int(seq), task_id) if seq is not None else insert_task(tx, task, accepted_at))
     return results
 
 
-def _insert_one(tx: Tx, task: PreparedTask, accepted_at: float) -> tuple[int, int]:
+def insert_task(tx: Tx, task: PreparedTask, accepted_at: float) -> tuple[int, int]:
+    """One task, with a fresh task_id drawn until it is unique; gives (seq, task_id)."""
     while True:
         task_id = ids.task_id()
         row = tx.one(

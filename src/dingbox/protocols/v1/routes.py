@@ -14,7 +14,7 @@ from starlette.responses import Response
 from dingbox import errors
 from dingbox.domain.directory import Principal
 from dingbox.protocols.http import read_body
-from dingbox.protocols.v1 import envelope, oauth2
+from dingbox.protocols.v1 import envelope, oauth2, robots
 from dingbox.services.container import Services
 
 log = logging.getLogger("dingbox.v1")
@@ -55,6 +55,10 @@ ROUTES: dict[str, V1Route] = {
     "/v1.0/oauth2/accessToken": V1Route(oauth2.access_token, auth=False),
     "/v1.0/oauth2/suiteAccessToken": V1Route(oauth2.suite_access_token, auth=False),
     "/v1.0/oauth2/corpAccessToken": V1Route(oauth2.corp_access_token, auth=False),
+    # DingTalk's own spellings: `oToMessages` for send and read status, `otoMessages` for recall
+    "/v1.0/robot/oToMessages/batchSend": V1Route(robots.batch_send, bad_body=errors.RobotBodyInvalid),
+    "/v1.0/robot/oToMessages/readStatus": V1Route(robots.read_status, method="GET"),
+    "/v1.0/robot/otoMessages/batchRecall": V1Route(robots.batch_recall, bad_body=errors.RobotBodyInvalid),
 }
 
 
@@ -68,7 +72,7 @@ async def handle(request: Request, services: Services) -> Response:
             principal = await services.tokens.authenticate(request.headers.get(TOKEN_HEADER))
         raw = await read_body(request, services.runtime.settings.body_limit)
         body: Any = {}
-        if raw.strip():
+        if raw.strip() and route.method != "GET":  # a GET's parameters are its query; a body is ignored
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
