@@ -290,3 +290,15 @@ def test_json_depth_is_bounded_on_v1_top_and_api(client: Client) -> None:
     assert api_error(org) == (400, "invalid_json")
     advance = client.api("POST", "/clock/advance", json={"seconds": 1, "x": nested(300)})
     assert api_error(advance) == (400, "invalid_json")
+
+
+def test_clock_stays_within_writable_years(client: Client) -> None:
+    """The virtual clock is never set or advanced where its time cannot be written: 400, clock unchanged."""
+    for now in ["9999-12-31T23:59:59+00:00", "0001-01-01T00:00:00+14:00"]:
+        resp = client.api("PUT", "/clock", json={"now": now, "frozen": True})
+        assert api_error(resp) == (400, "invalid_request"), now
+    client.freeze("2026-03-01T12:00:00+08:00")
+    for seconds in [1e300, -1e300, 2**63]:
+        resp = client.api("POST", "/clock/advance", json={"seconds": seconds})
+        assert api_error(resp) == (400, "invalid_request"), seconds
+    assert client.api("GET", "/clock").json()["now"] == "2026-03-01T12:00:00.000+08:00"

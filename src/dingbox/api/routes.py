@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from dingbox import errors
-from dingbox.clock import parse_iso
+from dingbox.clock import in_range, parse_iso
 from dingbox.domain.org import OrgError
 from dingbox.params import JSON_MAX_DEPTH, MAX_INT64, JSONTooDeep, load_json, parse_int64
 from dingbox.protocols.http import json_response, read_body
@@ -216,6 +216,8 @@ def build(services: Services) -> Router:
         seconds = body.get("seconds") if isinstance(body, dict) else None
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise ApiError(400, "invalid_request", 'give {"seconds": N}')
+        if not in_range(services.runtime.clock.now() + seconds):
+            raise ApiError(400, "invalid_request", "seconds: the clock would leave years 1 to 9998")
         await services.admin.advance_clock(float(seconds))
         return ok(services.runtime.clock.describe())
 
