@@ -28,6 +28,9 @@ fix: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
+soak: $(STAMP)  ## the fuzz tests with many more examples (FUZZ_EXAMPLES per test, default 5000)
+	DINGBOX_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),5000) $(BIN)/pytest -p no:xdist -s tests/test_fuzz.py $(PYTEST_ARGS)
+
 bench: $(STAMP)  ## benchmarks with ratios against references measured in the same run
 	$(BIN)/python bench/run.py $(ARGS)
 

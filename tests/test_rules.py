@@ -450,30 +450,29 @@ def test_visible_to_inactive_and_unknown_users(client: Client) -> None:
 
 
 def test_unknown_and_malformed_department_ids(client: Client) -> None:
-    """Spec §3.1: unknown or malformed dept ids do not fail the call; invalid_dept_id_list lists them."""
+    """DESIGN §3 rule 2: unknown department ids (any integer, 0 included) do not fail the call and are
+    listed in invalid_dept_id_list as integers, negatives too; an id that is not an int64 is refused at
+    accept."""
     tokens = acme(client, departments=_DEPTS, extra_users=_PEOPLE)
     client.freeze(NOON)
-    task = send(client, tokens, APP, "hi", dept_id_list="3,99,abc,-1,²,99999999999999999999,99")
+    task = send(client, tokens, APP, "hi", dept_id_list="3,99,0,+99,0003,99,-5")
     assert decided(client, task) == [
         ("in3", "delivered", None, None),
         ("lazy", "failed", "inactive_user", None),
     ]
-    assert result(client, tokens, APP, task)["invalid_dept_id_list"] == [
-        99,
-        "abc",
-        "-1",
-        "²",
-        "99999999999999999999",
-    ]
-    only_bad = send(client, tokens, APP, "hi", dept_id_list="98,x")
+    assert result(client, tokens, APP, task)["invalid_dept_id_list"] == [99, 0, -5]
+    only_bad = send(client, tokens, APP, "hi", dept_id_list="98,0")
     detail = client.task(only_bad)
     assert (detail["status"], detail["counts"], detail["recipients"], detail["invalid_dept_ids"]) == (
         2,
         {},
         [],
-        [98, "x"],
+        [98, 0],
     )
-    assert result(client, tokens, APP, only_bad)["invalid_dept_id_list"] == [98, "x"]
+    assert result(client, tokens, APP, only_bad)["invalid_dept_id_list"] == [98, 0]
+    for malformed in ["abc", "²", "99999999999999999999", "1.5"]:
+        refused = client.send(tokens[APP], agent_id=APP, dept_id_list=f"3,{malformed}")
+        assert (refused["errcode"], refused["errmsg"]) == (40035, "不合法的参数 dept_id_list")
 
 
 def test_recipients_that_are_not_delivered_consume_no_budget(client: Client) -> None:

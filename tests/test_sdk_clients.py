@@ -134,6 +134,18 @@ def test_dingtalk_sdk_top_gateway_calls(server: ServerProcess, client: Client) -
     assert [True] == [m["recalled"] for m in client.inbox("alice")]
 
 
+def test_dingtalk_sdk_sends_400_chinese_characters(server: ServerProcess, client: Client) -> None:
+    """dingtalk-sdk sends msg as Python's default json.dumps text: 400 Chinese characters arrive as
+    2,400 bytes of \\u escapes, but their canonical JSON is about 1,200 bytes: accepted (DESIGN §3)."""
+    sdk = sdk_client(server)
+    content = "部署完成" * 100
+
+    task_id = sdk.message.asyncsend_v2(TextBody(content), DEMO_AGENT, ["alice"])
+
+    assert 2 == client.task(task_id)["status"]
+    assert [{"content": content}] == [m["content"] for m in client.inbox("alice")]
+
+
 def test_dingtalk_sdk_top_invalid_session(server: ServerProcess, client: Client) -> None:
     """A TOP call whose session is not a token gets error_response code 27, which the SDK raises as is."""
     sdk = sdk_client(server)

@@ -117,48 +117,46 @@ def test_text_msg_object_given_as_json_text(client: Client) -> None:
 # -- the 2048-byte rule -------------------------------------------------------------------------------
 
 
-def spaced_text_msg(size: int) -> str:
-    """A text msg written with spaces and line breaks, exactly `size` UTF-8 bytes long."""
-    head, tail = '{\n  "msgtype": "text",\n  "text": {"content": "', '"}\n}'
-    text = head + chinese(size - len(head) - len(tail)) + tail
-    assert len(text.encode()) == size and len(text) < size
-    return text
-
-
-@pytest.mark.parametrize("way", ["form", "json_string"])
-def test_msg_text_counts_bytes_as_received(client: Client, way: str) -> None:
-    """A msg sent as text is measured as received: 2048 UTF-8 bytes pass, 2049 are 45002 (spec §3.1)."""
-    token = client.token()
-
-    def send(text: str) -> dict[str, Any]:
-        if way == "form":
-            return form_send(client, token, text)
-        return client.send(token, text, userid_list="alice")
-
-    at_limit = send(spaced_text_msg(2048))
-    assert at_limit["errcode"] == 0, at_limit
-    over = spaced_text_msg(2049)
-    # spaces count: the same message re-serialised compactly would fit
-    assert len(canonical(json.loads(over))) < 2048
-    assert error(send(over)) == (45002, "消息内容超过限制")
-    task = client.task(at_limit["task_id"], wait=5)
-    assert task["request"]["msg"] == spaced_text_msg(2048)
-    assert task["counts"] == {"delivered": 1}
-
-
-def test_msg_object_counts_canonical_bytes(client: Client) -> None:
-    """A msg sent as an object is measured as its canonical JSON: 2048 bytes pass, 2049 are 45002."""
-    token = client.token()
+def text_msg(size: int) -> dict[str, Any]:
+    """A text message whose canonical JSON is exactly `size` UTF-8 bytes, mostly Chinese."""
     overhead = len(canonical({"msgtype": "text", "text": {"content": ""}}))
-    at_limit = {"text": {"content": chinese(2048 - overhead)}, "msgtype": "text"}
-    over = {"text": {"content": chinese(2049 - overhead)}, "msgtype": "text"}
-    assert len(canonical(at_limit)) == 2048 and len(canonical(over)) == 2049
-    body = client.send(token, at_limit, userid_list="alice")
-    assert body["errcode"] == 0, body
-    assert error(client.send(token, over, userid_list="alice")) == (45002, "消息内容超过限制")
-    # the Java SDK's stringified style sends msg as an object too
-    java = {"agent_id": str(DEMO_AGENT), "to_all_user": "false", "userid_list": "alice", "msg": over}
-    assert error(client.oapi(SEND, java, token)) == (45002, "消息内容超过限制")
+    msg = {"text": {"content": chinese(size - overhead)}, "msgtype": "text"}
+    assert len(canonical(msg)) == size
+    return msg
+
+
+# every form msg arrives in: the object, its compact or spaced JSON text, Python's default json.dumps
+# (ASCII-escaped: six bytes per Chinese character), each in a JSON body or a form field
+MSG_FORMS = {
+    "object": lambda msg: msg,
+    "compact_text": lambda msg: canonical(msg).decode(),
+    "spaced_text": lambda msg: json.dumps(msg, indent=4, ensure_ascii=False),
+    "ascii_escaped_text": json.dumps,
+}
+
+
+@pytest.mark.parametrize(
+    ("way", "form"), [("json", form) for form in MSG_FORMS] + [("form", form) for form in MSG_FORMS][1:]
+)
+def test_msg_counts_canonical_bytes_however_sent(client: Client, way: str, form: str) -> None:
+    """DESIGN §3: the 2048-byte rule counts the canonical JSON's UTF-8 bytes, however msg arrived:
+    2048 pass, 2049 are 45002, whatever the text as received weighs. (A form field holds text only.)"""
+    token = client.token()
+
+    def send(size: int) -> dict[str, Any]:
+        sent = MSG_FORMS[form](text_msg(size))
+        if way == "form":
+            return form_send(client, token, sent)
+        return client.send(token, sent, userid_list="alice")
+
+    at_limit = send(2048)
+    assert at_limit["errcode"] == 0, at_limit
+    assert error(send(2049)) == (45002, "消息内容超过限制")
+    if form == "ascii_escaped_text":
+        assert len(json.dumps(text_msg(2048))) > 4000  # as received, twice the limit
+    task = client.task(at_limit["task_id"], wait=5)
+    assert task["counts"] == {"delivered": 1}
+    assert task["request"]["msg"] == MSG_FORMS[form](text_msg(2048))  # kept as received
 
 
 def test_msg_object_counts_after_coercion(client: Client) -> None:
@@ -180,28 +178,26 @@ def test_msg_object_counts_after_coercion(client: Client) -> None:
     assert error(client.send(token, over, userid_list="alice")) == (45002, "消息内容超过限制")
 
 
-def test_sibling_objects_count_only_when_msg_is_text(client: Client) -> None:
-    """Objects of other types are not part of the canonical message; as text, every byte counts."""
+@pytest.mark.parametrize("as_text", [False, True])
+def test_sibling_objects_never_count(client: Client, as_text: bool) -> None:
+    """Objects of other types are not part of the canonical message, as an object or as text (DESIGN §3)."""
     token = client.token()
     msg = {
         "msgtype": "text",
         "text": {"content": "短消息"},
         "markdown": {"title": "t", "text": chinese(3000)},
     }
-    body = client.send(token, msg, userid_list="alice")
+    body = client.send(token, orjson.dumps(msg).decode() if as_text else msg, userid_list="alice")
     assert body["errcode"] == 0, body
     client.task(body["task_id"], wait=5)
-    assert error(form_send(client, token, orjson.dumps(msg).decode(), userid_list="0356123401")) == (
-        45002,
-        "消息内容超过限制",
-    )
+    assert [m["content"] for m in client.inbox("alice")] == [{"content": "短消息"}]
 
 
-def test_oversized_and_invalid_msg(client: Client) -> None:
-    """Emulator choice: msg as text is measured before its fields are read; an object is read first."""
+def test_fields_are_read_before_the_size(client: Client) -> None:
+    """The canonical JSON exists only once the fields are read: a missing field is reported first."""
     token = client.token()
     msg = {"msgtype": "link", "link": {"messageUrl": "http://x.cn", "title": "t", "text": chinese(2100)}}
-    assert error(form_send(client, token, orjson.dumps(msg).decode())) == (45002, "消息内容超过限制")
+    assert error(form_send(client, token, orjson.dumps(msg).decode())) == (40035, "缺少参数 msg.link.picUrl")
     assert error(client.send(token, msg, userid_list="alice")) == (40035, "缺少参数 msg.link.picUrl")
 
 

@@ -140,19 +140,21 @@ class DingboxApp:
         return None
 
     def _authorized(self, request: Request) -> bool:
+        """Compared as bytes (the header's raw bytes, the secret's UTF-8): `hmac.compare_digest`
+        refuses str beyond ASCII, and a client may send any byte."""
         secret = self.runtime.settings.auth
         if not secret:
             return True
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer":
-            return hmac.compare_digest(value.strip(), secret)
+            return hmac.compare_digest(value.strip().encode("latin-1"), secret.encode())
         if scheme.lower() == "basic":
             try:
-                _, _, password = base64.b64decode(value.strip()).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
+                _, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
+            except ValueError:
                 return False
-            return hmac.compare_digest(password, secret)
+            return hmac.compare_digest(password, secret.encode())
         return False
 
 

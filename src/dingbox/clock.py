@@ -63,9 +63,26 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, SHANGHAI).isoformat(timespec="milliseconds")
 
 
+# Instants `iso` can write in Asia/Shanghai, with a year to spare for a running clock: the virtual
+# clock is never set or advanced outside them.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+
+
+def in_range(ts: float) -> bool:
+    return EARLIEST <= ts <= LATEST
+
+
 def parse_iso(text: str) -> float:
-    """Parse an ISO-8601 instant; one without an offset is ambiguous and refused."""
+    """Parse an ISO-8601 instant; one without an offset is ambiguous and refused, and so is one
+    outside EARLIEST–LATEST."""
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError("timestamp has no UTC offset")
-    return parsed.astimezone(UTC).timestamp()
+    try:
+        ts = parsed.astimezone(UTC).timestamp()
+    except OverflowError:
+        ts = EARLIEST - 1
+    if not in_range(ts):
+        raise ValueError("timestamp is outside 0001-01-01 to 9999-01-01 UTC")
+    return ts

@@ -10,7 +10,6 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
@@ -18,15 +17,18 @@ from starlette.routing import Route, Router
 from dingbox import errors
 from dingbox.api import templates
 from dingbox.api.waits import ClientGone, unless_disconnected
-from dingbox.clock import parse_iso
+from dingbox.clock import in_range, parse_iso
 from dingbox.domain.org import OrgError
-from dingbox.params import MAX_INT64
+from dingbox.params import JSON_MAX_DEPTH, MAX_INT64, JSONTooDeep, load_json, parse_int64
 from dingbox.protocols.http import json_response, read_body
 from dingbox.services.browse import MAX_TASKS_PAGE, MAX_USERS_PAGE, UnknownCorp
 from dingbox.services.container import Services
-from dingbox.services.inbox import MAX_PAGE, AnchorNotFound, MessageRecalled, UnknownUser
+from dingbox.services.inbox import MAX_CURSOR, MAX_PAGE, AnchorNotFound, MessageRecalled, UnknownUser
 
 JSON = "application/json"
+# A recipient cursor is a position inside one task's block of delivery ids: past the block it could
+# only overflow the id arithmetic in SQL.
+
 SOURCES = ("work_notification", "template", "robot", "group_robot")
 
 
@@ -67,8 +69,10 @@ async def json_body(request: Request) -> Any:
             413, "payload_too_large", f"bodies of the dingbox API are limited to {API_BODY_LIMIT} bytes"
         ) from None
     try:
-        return orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError:
+        return load_json(raw) if raw.strip() else {}
+    except JSONTooDeep:
+        raise ApiError(400, "invalid_json", f"the body nests deeper than {JSON_MAX_DEPTH} levels") from None
+    except ValueError:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
 
@@ -78,10 +82,9 @@ def int_arg(
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_request", f"{name} must be an integer") from None
+    value = parse_int64(raw)
+    if value is None:
+        raise ApiError(400, "invalid_request", f"{name} must be an integer")
     if not lo <= value <= hi:
         raise ApiError(400, "invalid_request", f"{name} must be between {lo} and {hi}")
     return value
@@ -103,9 +106,10 @@ def float_arg(request: Request, name: str, default: float, hi: float = 600.0) ->
 def path_int(request: Request, name: str) -> int:
     """An id in the path; anything that cannot be one (not digits, beyond int64) names nothing: 404."""
     raw = request.path_params[name]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_INT64:
+    number = parse_int64(raw) if raw.isascii() and raw.isdigit() else None
+    if number is None:
         raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
-    return int(raw)
+    return number
 
 
 def source_arg(request: Request) -> str | None:
@@ -222,7 +226,7 @@ def build(services: Services) -> Router:
         lookup = services.inbox.task(
             path_int(request, "task_id"),
             wait=float_arg(request, "wait", 0.0),
-            cursor=int_arg(request, "cursor", 0) or 0,
+            cursor=int_arg(request, "cursor", 0, hi=MAX_CURSOR) or 0,
             limit=int_arg(request, "limit", 1000, lo=1, hi=100000) or 1000,
         )
         try:
@@ -270,6 +274,8 @@ def build(services: Services) -> Router:
         seconds = body.get("seconds") if isinstance(body, dict) else None
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise ApiError(400, "invalid_request", 'give {"seconds": N}')
+        if not in_range(services.runtime.clock.now() + seconds):
+            raise ApiError(400, "invalid_request", "seconds: the clock would leave years 1 to 9998")
         await services.admin.advance_clock(float(seconds))
         return ok(services.runtime.clock.describe())
 

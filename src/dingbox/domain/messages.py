@@ -12,8 +12,11 @@ Errors follow DESIGN §4: a missing field, or one that is null, empty or only sp
 are named by index: `msg.action_card.btn_json_list[0].action_url`.
 
 Required fields are those spec §4 marks required, including the ones it marks "yes (unverified)"
-(link `picUrl`/`title`/`text`, oa `message_url`, `head.bgcolor`, `head.text`): an app that passes
-dingbox must pass DingTalk. Formats: oa `head.bgcolor` is exactly 8 hex digits AARRGGBB without `0x`;
+(link `picUrl`/`title`/`text`, oa `head.text`): an app that passes dingbox must pass DingTalk. The
+exceptions are DESIGN §4's: an OA message without `message_url` or `head.bgcolor` (DingTalk's own
+sample sets neither) is accepted with a warning (`oa_warnings`), and so is a `head.text` over 10
+characters (work notifications show the app's name there instead). Formats: oa `head.bgcolor`, when
+given, is exactly 8 hex digits AARRGGBB without `0x`;
 `status_bar.status_bg` is `0x` followed by 8 hex digits; voice `duration` is a whole number of
 seconds 1..59, as a JSON integer or decimal text (stored as text, "10"). action_card takes exactly
 one layout: `single_title` + `single_url`, or `btn_orientation` ("0"/"1", text or integer) +
@@ -22,8 +25,8 @@ a non-empty `btn_json_list` of `{title, action_url}`.
 Lengths count characters (Unicode code points). `MAX_CHARS` holds the documented hard limits,
 enforced; `ADVISORY_CHARS` the lengths DingTalk only suggests (建议), accepted and reported by
 `advisory_warnings`. Fields in neither table have no limit of their own: the 2048-byte rule
-(`accept_message`) bounds them, which also makes every limit at or above 2048 characters unreachable
-through asyncsend_v2.
+(`accept_message`, on the canonical JSON however `msg` arrived) bounds them, which also makes every
+limit at or above 2048 characters unreachable through asyncsend_v2.
 """
 
 from __future__ import annotations
@@ -36,13 +39,13 @@ from typing import Any
 import orjson
 
 from dingbox import errors
+from dingbox.params import load_json, parse_int64
 
 MSG_MAX_BYTES = 2048
 MSGTYPES = ("text", "image", "voice", "file", "link", "oa", "markdown", "action_card")
 
 # Hard limits in characters, keyed by field path (list items as `[]`).
 MAX_CHARS: dict[str, int] = {
-    "oa.head.text": 10,  # spec §4.6 [JAVA-SDK Head] 长度限制为最多10个字符
     "markdown.text": 5000,  # spec §10 #37, §12.6: at most 5000 (current doc)
     "action_card.title": 64,  # spec §4.8
     "action_card.single_title": 20,  # spec §4.8
@@ -57,6 +60,7 @@ ADVISORY_CHARS: dict[str, int] = {
     "text.content": 500,
     "link.title": 100,
     "link.text": 500,
+    "oa.head.text": 10,  # spec §4.6 [JAVA-SDK Head] 长度限制为最多10个字符; shown as the app's name anyway
     "oa.body.title": 50,
     "markdown.text": 500,
     "action_card.markdown": 1000,
@@ -87,17 +91,16 @@ def content_hash(canonical: bytes) -> bytes:
     return hashlib.sha256(canonical).digest()[:16]
 
 
-def accept_message(msg: Any, raw_text: bytes | None) -> tuple[Obj, bytes]:
+def accept_message(msg: Any) -> tuple[Obj, bytes]:
     """Validate a message under the 2048-byte rule (DESIGN §3); give it canonical and as canonical JSON.
 
-    The bytes counted are those of `msg` as received when it came as text (measured before its
-    fields are read), else the canonical JSON's, which exists only after coercion.
+    The bytes counted are the canonical JSON's, whatever form `msg` came in: as an object, as JSON
+    text, or as the ASCII-escaped text of Python's `json.dumps` (`dingtalk-sdk`), whose `\\u` escapes
+    take six bytes for a character the canonical form writes in three.
     """
-    if raw_text is not None and len(raw_text) > MSG_MAX_BYTES:
-        raise errors.MsgTooLong()
     canonical = validate_message(msg)
     body = canonical_json(canonical)
-    if raw_text is None and len(body) > MSG_MAX_BYTES:
+    if len(body) > MSG_MAX_BYTES:
         raise errors.MsgTooLong()
     return canonical, body
 
@@ -117,13 +120,14 @@ def validate_message(msg: Any) -> Obj:
 
 
 def advisory_warnings(canonical: Obj, canonical_bytes: int | None = None) -> list[str]:
-    """Fields of a canonical message longer than DingTalk suggests (`ADVISORY_CHARS`).
+    """What a canonical message does that DingTalk advises against: fields longer than it suggests
+    (`ADVISORY_CHARS`), and the OA fields its pages mark required but its own sample leaves out.
 
-    Given the size of the canonical JSON, a message too short to hold any such field is not walked.
+    Given the size of the canonical JSON, a message too short to hold a long field is not walked.
     """
+    warnings = oa_warnings(canonical["oa"]) if canonical["msgtype"] == "oa" else []
     if canonical_bytes is not None and canonical_bytes <= _SHORTEST_ADVISORY:
-        return []
-    warnings = []
+        return warnings
     for field_path, limit, keys in _ADVISORY_BY_TYPE.get(canonical["msgtype"], ()):
         value: Any = canonical
         for key in keys:
@@ -133,6 +137,16 @@ def advisory_warnings(canonical: Obj, canonical_bytes: int | None = None) -> lis
                 f"msg.{field_path} is longer than {limit} characters, the length DingTalk suggests"
             )
     return warnings
+
+
+def oa_warnings(oa: Obj) -> list[str]:
+    """OA fields DingTalk's pages mark required that its own sample leaves out (DESIGN §4)."""
+    missing = []
+    if "message_url" not in oa:
+        missing.append("msg.oa.message_url")
+    if "bgcolor" not in oa["head"]:
+        missing.append("msg.oa.head.bgcolor")
+    return [f"{where} is missing; DingTalk's pages mark it required" for where in missing]
 
 
 # -- field readers: each reads `obj[key]` and stores the coerced value back into `obj` (a copy) ---
@@ -171,8 +185,8 @@ def _list(value: Any, where: str, *, required: bool = True) -> list[Any] | None:
 
 def _json_text(text: str, where: str) -> Any:
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
+        return load_json(text)
+    except ValueError:
         raise errors.InvalidParameter(where) from None
 
 
@@ -225,13 +239,12 @@ def _voice(body: Obj, path: str) -> Obj:
     where = f"{path}.duration"
     if duration is None or (isinstance(duration, str) and not duration.strip()):
         raise errors.MissingParameter(where)
+    seconds: int | None = None
     if isinstance(duration, str) and _DIGITS.fullmatch(duration.strip()):
-        seconds = int(duration.strip())
+        seconds = parse_int64(duration)
     elif isinstance(duration, int) and not isinstance(duration, bool):
         seconds = duration
-    else:
-        raise errors.InvalidParameter(where)
-    if seconds not in VOICE_SECONDS:
+    if seconds is None or seconds not in VOICE_SECONDS:
         raise errors.InvalidParameter(where)
     body["duration"] = str(seconds)
     return body
@@ -250,12 +263,12 @@ def _markdown(body: Obj, path: str) -> Obj:
 
 
 def _oa(body: Obj, path: str) -> Obj:
-    _text(body, "message_url", path)
+    _text(body, "message_url", path, required=False)
     _text(body, "pc_message_url", path, required=False)
     head = _child(body, "head", path)
     assert head is not None
-    _text(head, "bgcolor", f"{path}.head")
-    if not _OA_BGCOLOR.fullmatch(head["bgcolor"]):
+    bgcolor = _text(head, "bgcolor", f"{path}.head", required=False)
+    if bgcolor is not None and not _OA_BGCOLOR.fullmatch(bgcolor):
         raise errors.InvalidParameter(f"{path}.head.bgcolor")
     _text(head, "text", f"{path}.head")
     bar = _child(body, "status_bar", path, required=False)

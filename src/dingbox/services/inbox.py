@@ -13,9 +13,10 @@ from dingbox.runtime import Runtime
 from dingbox.store import browse_sql, result_sql, task_sql
 from dingbox.store.base import Row
 from dingbox.store.result_sql import MessageRow
-from dingbox.store.task_sql import TaskRow
+from dingbox.store.task_sql import POS_BITS, TaskRow
 
 MAX_PAGE = 200
+MAX_CURSOR = (1 << POS_BITS) - 1  # a task's recipient positions fit in POS_BITS bits
 _OUTCOME_NAMES = {Outcome.FORBIDDEN: "forbidden", Outcome.INVALID: "invalid", Outcome.FAILED: "failed"}
 
 

@@ -80,14 +80,14 @@ class NotificationService:
             raise errors.MissingParameter("msg")
         app = self.owned_app(principal, agent_id)
         userids = params.id_list("userid_list")
-        dept_ids = params.id_list("dept_id_list")
+        dept_ids = params.int_list("dept_id_list")
         to_all = params.boolean("to_all_user")
         if to_all and app.is_isv:
             raise errors.NoPermission()
         self.check_recipients(self.rt.app_limits(app), userids, dept_ids, to_all)
-        msg, raw_text = params.json_object("msg")
+        msg = params.json_object("msg")
         assert msg is not None
-        canonical, body = accept_message(msg, raw_text)
+        canonical, body = accept_message(msg)
         task = NewTask(
             source="work_notification",
             corp_id=app.corp_id,

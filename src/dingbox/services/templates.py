@@ -99,7 +99,7 @@ class TemplateService:
         limits = self.rt.app_limits(app, template=True)
         self.notifications.check_recipients(limits, call.userids, call.dept_ids, False)
         filled = fill(template_message(template.msg), call.data)
-        canonical, body = accept_message(filled.msg, None)
+        canonical, body = accept_message(filled.msg)
         task = NewTask(
             source="template",
             corp_id=app.corp_id,

@@ -20,6 +20,12 @@ from dingbox.store import token_sql
 TOKEN_TTL = 7200
 
 
+def same_secret(expected: str, given: str) -> bool:
+    """A constant-time comparison of UTF-8 bytes: `hmac.compare_digest` refuses str beyond ASCII,
+    and a secret, signature or password may hold any character a client sends."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
@@ -52,13 +58,13 @@ class TokenService:
 
     async def for_app(self, app_key: str | None, app_secret: str | None) -> IssuedToken:
         app = self.rt.directory.by_app_key.get(app_key or "")
-        if app is None or not app_secret or not hmac.compare_digest(app.app_secret or "", app_secret):
+        if app is None or not app_secret or not same_secret(app.app_secret or "", app_secret):
             raise errors.AppCredentialsInvalid()
         return await self._issue("internal", app.app_key or "", app.corp_id)
 
     def _check_suite(self, suite_key: str | None, suite_secret: str | None) -> str:
         secret = self.rt.directory.suites.get(suite_key or "")
-        if secret is None or suite_secret is None or not hmac.compare_digest(secret, suite_secret):
+        if secret is None or suite_secret is None or not same_secret(secret, suite_secret):
             raise errors.SuiteCredentialsInvalid()
         return suite_key or ""
 
@@ -89,7 +95,7 @@ class TokenService:
         expected = base64.b64encode(
             hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
         ).decode()
-        if not hmac.compare_digest(expected, signature):
+        if not same_secret(expected, signature):
             raise errors.SuiteCredentialsInvalid("签名校验失败")
         return await self._corp_token(suite_key or "", corp_id)
 

@@ -16,7 +16,6 @@ import orjson
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
-from dingbox.params import MAX_INT64
 from dingbox.store.base import Tx, placeholders
 from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_id, delivery_range
 
@@ -112,7 +111,7 @@ def next_ready_at(tx: Tx, now_real: float) -> float | None:
 @dataclass(frozen=True)
 class Plan:
     recipients: list[RecipientRow]
-    invalid_dept_ids: list[int | str]
+    invalid_dept_ids: list[int]
     visible: frozenset[str] | None
 
 
@@ -149,20 +148,11 @@ def resolve(
     return Plan(recipients, invalid, None if visible is None else visible_set(tx, corp_id, visible))
 
 
-def _dept_number(raw: str) -> int | None:
-    """A department id as DingTalk parses it (an int64); None for anything else, e.g. "abc", "²", "-1"."""
-    if not (raw.isascii() and raw.isdigit()):
-        return None
-    number = int(raw)
-    return number if number <= MAX_INT64 else None
-
-
-def _split_dept_ids(tx: Tx, corp_id: str, dept_ids: Sequence[str]) -> tuple[list[int | str], list[int]]:
-    """(invalid ids: malformed ones as given, unknown ones as numbers; known ids), each listed once."""
-    numbers = {raw: _dept_number(raw) for raw in dept_ids}
-    wanted = sorted({n for n in numbers.values() if n is not None})
+def _split_dept_ids(tx: Tx, corp_id: str, dept_ids: Sequence[str]) -> tuple[list[int], list[int]]:
+    """(unknown ids, known ids), each listed once, as integers: accepting admits int64 decimal text only."""
+    numbers = list(dict.fromkeys(int(raw) for raw in dept_ids))
     known: set[int] = set()
-    for chunk in _chunks(wanted):
+    for chunk in _chunks(sorted(set(numbers))):
         known.update(
             r[0]
             for r in tx.all(
@@ -171,16 +161,7 @@ def _split_dept_ids(tx: Tx, corp_id: str, dept_ids: Sequence[str]) -> tuple[list
                 (corp_id, *chunk),
             )
         )
-    invalid: dict[int | str, None] = {}
-    roots: dict[int, None] = {}
-    for raw, number in numbers.items():
-        if number is None:
-            invalid.setdefault(raw)
-        elif number in known:
-            roots.setdefault(number)
-        else:
-            invalid.setdefault(number)
-    return list(invalid), list(roots)
+    return [n for n in numbers if n not in known], [n for n in numbers if n in known]
 
 
 def _subtree_users(tx: Tx, corp_id: str, roots: Sequence[int]) -> list[tuple[str, bool]]:
@@ -238,9 +219,7 @@ class Written:
 _OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
 
 
-def begin_task(
-    tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int | str], now: float
-) -> bool:
+def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> bool:
     """Record the resolved size; a task with nobody to decide is finished at once."""
     changed = tx.execute(
         "UPDATE tasks SET total = ?, invalid_dept_ids = ?, status = CASE WHEN ? = 0 THEN 2 ELSE 1 END,"

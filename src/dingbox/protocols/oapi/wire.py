@@ -3,7 +3,8 @@
 Parameters arrive as JSON with native types, JSON with every scalar stringified (the Java SDK), a
 form body whose nested values are JSON text (DingTalk's curl samples), or in the query string; the
 body wins over the query. A body that cannot be read in its encoding is `40035 不合法的参数 json`
-(JSON, the default when the type is missing or unknown) or `40035 不合法的参数 body` (a form).
+(JSON, the default when the type is missing or unknown, or JSON nesting deeper than
+`JSON_MAX_DEPTH`) or `40035 不合法的参数 body` (a form).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from dingbox import errors
-from dingbox.params import Params
+from dingbox.params import Params, load_json
 from dingbox.protocols.http import header, query
 
 
@@ -46,8 +46,8 @@ async def read_params(request: Request, body: bytes) -> Params:
         else:
             # JSON is the default: clients often omit or misstate the content type
             try:
-                parsed = orjson.loads(body)
-            except orjson.JSONDecodeError:
+                parsed = load_json(body)
+            except ValueError:
                 raise errors.InvalidParameter("json") from None
             if not isinstance(parsed, dict):
                 raise errors.InvalidParameter("json")

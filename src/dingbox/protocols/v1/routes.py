@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dingbox import errors
 from dingbox.domain.directory import Principal
+from dingbox.params import load_json
 from dingbox.protocols.http import read_body
 from dingbox.protocols.v1 import envelope, oauth2, robots
 from dingbox.services.container import Services
@@ -74,8 +74,8 @@ async def handle(request: Request, services: Services) -> Response:
         body: Any = {}
         if raw.strip() and route.method != "GET":  # a GET's parameters are its query; a body is ignored
             try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
+                body = load_json(raw)
+            except ValueError:  # not JSON, or nesting deeper than JSON_MAX_DEPTH
                 raise route.bad_body() from None
             if not isinstance(body, dict):
                 raise route.bad_body()
