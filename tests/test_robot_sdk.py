@@ -208,7 +208,8 @@ def test_sdk_read_status_errors(server: ServerProcess, client: Client) -> None:
 
     expect(lambda: read_status(server, token, key, robot_code=None), "invalidParameter.robotCode.missing")
     expect(lambda: read_status(server, token, None), "invalidParameter.processQueryKey.missing")
-    expect(lambda: read_status(server, token, key[:-3] + "A=="), "invalid.processQueryKey")
+    other = key[:-3] + ("B" if key[-3] == "A" else "A") + "=="  # a well-formed key no send was given
+    expect(lambda: read_status(server, token, other), "invalid.processQueryKey")
     client.advance(86401)
     late = client.token()
     expect(lambda: read_status(server, late, key), "processQueryKey.expireTime")
