@@ -317,7 +317,7 @@ def _count_deliveries(
     )
 
 
-CHUNK_ROWS = 1000  # recipients decided between two looks at whether others wait for the writer
+CHUNK_ROWS = 250  # recipients decided between two looks at whether others wait for the writer
 
 
 def apply_batch(
