@@ -132,25 +132,28 @@ class Dispatcher:
     # -- small tasks: many per transaction --------------------------------------------------------
 
     async def _run_group(self, tasks: list[TaskRow], owner: str) -> None:
-        try:
-            written = await self.rt.store.write(
-                dispatch_sql.dispatch_small,
-                [self._context(task) for task in tasks],
-                owner,
-                await self._visible_sets(tasks),
-                self.rt.clock.now(),
-            )
-        except Exception as exc:
-            if store_failure(exc):
-                raise
-            if len(tasks) == 1:
-                await self._fail(tasks[0], owner, exc)
+        visible = await self._visible_sets(tasks)
+        while tasks and not self._stop.is_set():
+            try:
+                written, done = await self.rt.store.write(
+                    dispatch_sql.dispatch_small,
+                    [self._context(task) for task in tasks],
+                    owner,
+                    visible,
+                    self.rt.clock.now(),
+                )
+            except Exception as exc:
+                if store_failure(exc):
+                    raise
+                if len(tasks) == 1:
+                    await self._fail(tasks[0], owner, exc)
+                    return
+                for task in tasks:  # find the task that cannot be decided; the others go on
+                    await self._run_group([task], owner)
                 return
-            for task in tasks:  # find the task that cannot be decided; the others go on
-                await self._run_group([task], owner)
-            return
-        for item in written:
-            self._publish(item)
+            for item in written:
+                self._publish(item)
+            tasks = tasks[done:]
 
     async def _visible_sets(self, tasks: Sequence[TaskRow]) -> dict[int, frozenset[str] | None]:
         """The visible range of each app among `tasks`, as a set of userids (None: the whole corp)."""
@@ -207,20 +210,20 @@ class Dispatcher:
                 and await self.rt.store.read(dispatch_sql.content_delivered_elsewhere, task, ctx.day)
             )
         )
-        size = self.rt.settings.batch_size
+        most = self.rt.settings.batch_size
         pos = task.cursor
         counts: dict[str, int] = {}
         while pos < total and not self._stop.is_set():
-            batch = recipients[pos : pos + size]
             written = await self.rt.store.write(
                 dispatch_sql.apply_batch,
                 ctx,
                 owner,
                 pos,
-                batch,
+                recipients,
                 plan.visible,
                 self.rt.clock.now(),
                 time.time(),
+                most,
                 recipient_facts,
             )
             if written is None:
@@ -231,7 +234,7 @@ class Dispatcher:
             if written.finished and task.cursor > 0:  # resumed: earlier batches counted elsewhere
                 written.counts = await self.rt.store.read(dispatch_sql.task_counts, task.seq)
             self._publish(written)
-            pos += len(batch)
+            pos = written.decided
             if self.rt.settings.batch_pause and pos < total:
                 await self._sleep(self.rt.settings.batch_pause)
 

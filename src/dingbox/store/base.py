@@ -43,6 +43,10 @@ class Tx(Protocol):
     def insert_id(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run an INSERT … RETURNING <id> and give the id."""
 
+    def others_waiting(self) -> bool:
+        """Whether other units of work wait for this transaction to end: a long unit of work checks it
+        between steps and commits what it has, so that a short one is not held up behind it."""
+
 
 class Store(abc.ABC):
     url: str

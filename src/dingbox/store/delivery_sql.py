@@ -15,6 +15,60 @@ _INSERT = (
     "INSERT INTO deliveries (id, task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
     " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+Row = tuple[object, ...]
+
+
+def delivery_rows(
+    task_seq: int,
+    corp_id: str,
+    agent_id: int | None,
+    pos: int,
+    decisions: Sequence[DecisionRow | None],
+    day: int,
+    content_hash: bytes | None,
+    now: float,
+    recalled: int = 0,
+) -> tuple[list[Row], list[list[int | str]], list[int]]:
+    """(rows, [message_id, userid] of the delivered, recipients per outcome) of decisions taken from
+    position `pos` on; a None decision (a recipient this task already delivered) takes its position
+    and writes nothing.
+
+    `content_hash` goes on delivered rows only: it is what the same-content rule and the daily count read.
+    """
+    base = delivery_id(task_seq, 0)
+    rows: list[Row] = []
+    delivered: list[list[int | str]] = []
+    counts = [0, 0, 0, 0]
+    for at, decision in enumerate(decisions, pos):
+        if decision is None:
+            continue
+        userid, outcome, reason, code = decision
+        counts[outcome] += 1
+        hashed: bytes | None = None
+        recall = 0
+        if outcome == Outcome.DELIVERED:
+            delivered.append([base | at, userid])
+            hashed, recall = content_hash, recalled
+        row = (
+            base | at,
+            task_seq,
+            at,
+            corp_id,
+            userid,
+            agent_id,
+            int(outcome),
+            reason,
+            code,
+            day,
+            hashed,
+            now,
+        )
+        rows.append((*row, recall))
+    return rows, delivered, counts
+
+
+def insert(tx: Tx, rows: Sequence[Row]) -> None:
+    tx.executemany(_INSERT, rows)
 
 
 def write_decisions(
@@ -28,33 +82,7 @@ def write_decisions(
     content_hash: bytes | None,
     now: float,
 ) -> list[tuple[int, str]]:
-    """Insert the rows of `decisions` from position `pos` on; gives (message_id, userid) of the delivered.
-
-    `content_hash` goes on delivered rows only: it is what the same-content rule and the daily count read.
-    """
-    base = delivery_id(task_seq, 0)
-    rows: list[tuple[object, ...]] = []
-    delivered: list[tuple[int, str]] = []
-    for at, (userid, outcome, reason, code) in enumerate(decisions, pos):
-        is_delivered = outcome == Outcome.DELIVERED
-        if is_delivered:
-            delivered.append((base | at, userid))
-        rows.append(
-            (
-                base | at,
-                task_seq,
-                at,
-                corp_id,
-                userid,
-                agent_id,
-                int(outcome),
-                reason,
-                code,
-                day,
-                content_hash if is_delivered else None,
-                now,
-                0,
-            )
-        )
-    tx.executemany(_INSERT, rows)
-    return delivered
+    """Insert the rows of `decisions` from position `pos` on; gives (message_id, userid) of the delivered."""
+    rows, delivered, _ = delivery_rows(task_seq, corp_id, agent_id, pos, decisions, day, content_hash, now)
+    insert(tx, rows)
+    return [(int(message_id), str(userid)) for message_id, userid in delivered]

@@ -1,8 +1,8 @@
 """Store operations of the dispatcher: claim a task, resolve its recipients set-wise, decide, write a batch.
 
-A batch's deliveries, its dedup keys (the `deliveries_dedup` index over delivered rows) and its
+A write's deliveries, its dedup keys (the `deliveries_dedup` index over delivered rows) and its
 counters (the minute count, and the daily count that the same index answers) commit together with
-the task's cursor, so a crash loses a whole batch or none of it and a restart resumes at the cursor.
+the task's cursor, so a crash loses a whole write or none of it and a restart resumes at the cursor.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import orjson
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
+from dingbox.store import delivery_sql
 from dingbox.store.base import Tx, placeholders
-from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_id, delivery_range
+from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_range
 
 T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
@@ -288,37 +289,16 @@ def _rows(
     now: float,
     recalled: int,
     written: Written,
-) -> list[tuple[object, ...]]:
-    """Delivery rows of decisions taken from position `pos`; fills `written`'s lists and counts."""
-    seq, corp_id, agent_id, content = task.seq, task.corp_id, task.agent_id, task.content_hash
-    base = delivery_id(seq, 0)
-    delivered = written.delivered
-    counts = [0, 0, 0, 0]
-    rows: list[tuple[object, ...]] = []
-    for at, decision in enumerate(decisions, pos):
-        if decision is None:
-            continue
-        userid, outcome, reason, code = decision
-        counts[outcome] += 1
-        if outcome == Outcome.DELIVERED:
-            delivered.append([base | at, userid])
-            rows.append(
-                (base | at, seq, at, corp_id, userid, agent_id, 0, None, None, day, content, now, recalled)
-            )
-        else:
-            rows.append(
-                (base | at, seq, at, corp_id, userid, agent_id, int(outcome), reason, code, day, None, now, 0)
-            )
+) -> list[delivery_sql.Row]:
+    """Delivery rows of decisions taken from position `pos`; adds to `written`'s lists and counts."""
+    rows, delivered, counts = delivery_sql.delivery_rows(
+        task.seq, task.corp_id, task.agent_id, pos, decisions, day, task.content_hash, now, recalled
+    )
+    written.delivered += delivered
     for name, n in zip(_OUTCOME_NAMES, counts, strict=True):
         if n:
             written.counts[name] = written.counts.get(name, 0) + n
     return rows
-
-
-_INSERT_DELIVERIES = (
-    "INSERT INTO deliveries (id, task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
-    " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 def _count_deliveries(
@@ -337,18 +317,27 @@ def _count_deliveries(
     )
 
 
+CHUNK_ROWS = 250  # recipients decided between two looks at whether others wait for the writer
+
+
 def apply_batch(
     tx: Tx,
     ctx: TaskContext,
     owner: str,
     pos: int,
-    batch: Sequence[RecipientRow],
+    recipients: Sequence[RecipientRow],
     visible: frozenset[str] | None,
     now: float,
     now_real: float,
+    most: int,
     recipient_facts: bool = True,
 ) -> Written | None:
-    """Decide and write one batch of a large task; None when the task is gone or no longer ours.
+    """Decide and write a large task from position `pos` on, in one transaction sized to the work: up
+    to `most` recipients, but only until other units of work wait for the writer (a send being
+    accepted), so they wait for one chunk at most. None when the task is gone or no longer ours.
+
+    Few, large commits matter: every commit of a fan-out rewrites the pages of the userid-keyed
+    indexes it touched, and a fan-out ordered by department touches pages all over them.
 
     `recipient_facts=False` skips reading each recipient's same-content owner and daily count: right
     only when neither can matter (see `Dispatcher._run_large`).
@@ -360,30 +349,30 @@ def apply_batch(
     )
     if state is None or state[0] != pos:
         return None  # reset, or another dispatcher took over: stop quietly
-    cursor, delivered_before, recalled_at, total = state
-    daily: dict[str, int] = {}
-    owners: dict[str, int] = {}
-    if task.content_hash is not None and recipient_facts:
-        deliverable = [userid for userid, active in batch if active]
-        daily, owners = _read_daily(tx, task.agent_id, ctx.day, deliverable, task.content_hash)
-    facts = BatchFacts(
-        visible=visible,
-        dedup_owner=owners,
-        daily_count=daily,
-        minute_count=_minute_count(tx, task.agent_id, ctx.minute),
-        delivered_in_task=delivered_before,
-    )
-    before = facts.minute_count
-    decisions = decide_batch(
-        task.seq, batch, facts, ctx.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
-    )
-    new_cursor = cursor + len(batch)
-    finished = total is not None and new_cursor >= total
-    written = Written(task, finished, new_cursor, total or 0, [], {})
-    tx.executemany(
-        _INSERT_DELIVERIES, _rows(task, pos, decisions, ctx.day, now, int(recalled_at is not None), written)
-    )
-    delivered_now = facts.minute_count - before
+    _, delivered_before, recalled_at, total = state
+    recalled = int(recalled_at is not None)
+    minute_before = minute = _minute_count(tx, task.agent_id, ctx.minute)
+    in_task = delivered_before
+    end = min(len(recipients), pos + most)
+    written = Written(task, False, pos, total or 0, [], {})
+    at = pos
+    while at < end and (at == pos or not tx.others_waiting()):
+        batch = recipients[at : min(end, at + CHUNK_ROWS)]
+        daily: dict[str, int] = {}
+        owners: dict[str, int] = {}
+        if task.content_hash is not None and recipient_facts:
+            deliverable = [userid for userid, active in batch if active]
+            daily, owners = _read_daily(tx, task.agent_id, ctx.day, deliverable, task.content_hash)
+        facts = BatchFacts(visible, owners, daily, minute, in_task)
+        decisions = decide_batch(
+            task.seq, batch, facts, ctx.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
+        )
+        minute, in_task = facts.minute_count, facts.delivered_in_task
+        delivery_sql.insert(tx, _rows(task, at, decisions, ctx.day, now, recalled, written))
+        at += len(batch)
+    written.decided = at
+    written.finished = total is not None and at >= total
+    delivered_now = minute - minute_before
     if delivered_now:
         _count_deliveries(
             tx,
@@ -394,12 +383,12 @@ def apply_batch(
         "UPDATE tasks SET cursor = ?, delivered = delivered + ?, claimed_at = ?,"
         " status = ?, finished_at = ?, claimed_by = ? WHERE seq = ?",
         (
-            new_cursor,
+            at,
             delivered_now,
             now_real,
-            2 if finished else 1,
-            now if finished else None,
-            None if finished else owner,
+            2 if written.finished else 1,
+            now if written.finished else None,
+            None if written.finished else owner,
             task.seq,
         ),
     )
@@ -420,13 +409,16 @@ def dispatch_small(
     owner: str,
     visible_sets: dict[int, frozenset[str] | None],
     now: float,
-) -> list[Written]:
-    """Resolve, decide and write a group of small tasks in acceptance order, in one transaction.
+) -> tuple[list[Written], int]:
+    """Resolve, decide and write a group of small tasks in acceptance order, in one transaction; the
+    group stops early, after any task, when other units of work wait for the writer. Gives what was
+    written and how many of `contexts` are done with; the rest stay claimed for the next call.
 
     The facts of every task (users, daily counts, same-content owners, minute counts) are read in a
     few set-wise statements up front; a `Ledger` carries each task's deliveries into the facts the next
     one sees, so the rules fall exactly where one transaction per task would put them.
     """
+    contexts_given = contexts
     seqs = [c.task.seq for c in contexts]
     live: dict[int, int] = {}  # seq -> recalled
     for chunk in _chunks(seqs):
@@ -438,9 +430,10 @@ def dispatch_small(
                 (*chunk, owner),
             )
         )
-    contexts = [c for c in contexts if c.task.seq in live]
+    given = len(contexts)
+    contexts = [c for c in contexts if c.task.seq in live]  # reset or taken over: nothing to do
     if not contexts:
-        return []
+        return [], given
     userids = {c.task.seq: [str(u) for u in orjson.loads(c.task.userids)] for c in contexts}
     known: dict[tuple[str, str], bool] = {}
     by_corp: dict[str, set[str]] = {}
@@ -465,6 +458,8 @@ def dispatch_small(
     rows: list[tuple[object, ...]] = []
     updates: list[tuple[object, ...]] = []
     for c in contexts:
+        if results and tx.others_waiting():
+            break
         task = c.task
         facts = ledger.facts(
             task.agent_id, c.day, c.minute, task.content_hash, visible_sets.get(task.agent_id or 0)
@@ -483,14 +478,15 @@ def dispatch_small(
             minutes[(task.agent_id, c.minute)] = minutes.get((task.agent_id, c.minute), 0) + delivered
         updates.append((len(batch), len(batch), delivered, now, task.seq))
         results.append(written)
-    tx.executemany(_INSERT_DELIVERIES, rows)
+    delivery_sql.insert(tx, rows)
     _count_deliveries(tx, spent, minutes)
     tx.executemany(
         "UPDATE tasks SET total = ?, cursor = ?, delivered = ?, status = 2, finished_at = ?,"
         " claimed_by = NULL WHERE seq = ?",
         updates,
     )
-    return results
+    last = results[-1].task.seq
+    return results, next(n for n, c in enumerate(contexts_given, 1) if c.task.seq == last)
 
 
 def _load_ledger(
@@ -547,7 +543,7 @@ def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: fl
     left = [u for u in dict.fromkeys(userids) if u not in decided][: max(0, MAX_POSITION - cursor)]
     written = Written(task, True, cursor + len(left), cursor + len(left), [], {})
     decisions = [(userid, Outcome.FAILED, "dispatch_error", None) for userid in left]
-    tx.executemany(_INSERT_DELIVERIES, _rows(task, cursor, decisions, 0, now, 0, written))
+    delivery_sql.insert(tx, _rows(task, cursor, decisions, 0, now, 0, written))
     tx.execute(
         "UPDATE tasks SET total = ?, cursor = ?, status = 2, finished_at = ?, claimed_by = NULL"
         " WHERE seq = ?",

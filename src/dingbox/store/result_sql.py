@@ -126,7 +126,9 @@ def inbox_page(
     source: str | None,
     unread: bool,
 ) -> list[MessageRow]:
-    """Newest first (created_at, seq, id, descending); one row beyond `limit` tells that more exist."""
+    """Newest first (created_at, seq, id, descending; a delivery id begins with its task's seq, so
+    (created_at, id) is that order and the `deliveries_inbox` index gives it without a sort); one row
+    beyond `limit` tells that more exist."""
     where = ["d.corp_id = ?", "d.userid = ?", "d.outcome = 0"]
     params: list[Any] = [corp_id, userid]
     if source:
@@ -135,11 +137,11 @@ def inbox_page(
     if unread:
         where.append("d.read_at IS NULL AND d.recalled = 0")
     if before is not None:
-        where.append("(d.created_at < ? OR (d.created_at = ? AND (t.seq < ? OR (t.seq = ? AND d.id < ?))))")
-        params += [before.created_at, before.created_at, before.seq, before.seq, before.id]
+        where.append("(d.created_at, d.id) < (?, ?)")
+        params += [before.created_at, before.id]
     rows = tx.all(
         f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE {' AND '.join(where)}"
-        " ORDER BY d.created_at DESC, t.seq DESC, d.id DESC LIMIT ?",
+        " ORDER BY d.created_at DESC, d.id DESC LIMIT ?",
         (*params, limit + 1),
     )
     return [MessageRow(*r) for r in rows]

@@ -36,9 +36,10 @@ _STOP = object()
 class SQLiteTx:
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, waiting: Callable[[], bool] = lambda: False) -> None:
         self.conn = conn
         self.lastrowid = 0  # of the last execute: SQLite's last_insert_rowid without a statement
+        self.others_waiting = waiting
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = self.conn.execute(sql, params)
@@ -163,6 +164,47 @@ def _settle(jobs: list[_Job]) -> None:
             job.future.set_exception(value)
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database on its own connection and thread (PASSIVE: it never
+    blocks the writer or readers), a moment after commits, so no commit pays for a checkpoint: with
+    SQLite's automatic checkpoints the commit that crosses the threshold copies every page first,
+    and the sends waiting behind it wait for that too."""
+
+    PAUSE = 0.25  # seconds between checkpoints while commits keep coming: lets page versions coalesce
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self._path, self._synchronous = path, synchronous
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dingbox-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = _connect(self._path, self._synchronous)
+        try:
+            while True:
+                self._wake.wait()
+                if self._stop.is_set():
+                    return
+                self._wake.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # a failing disk: the writer reports it; try again later
+                    log.debug("checkpoint of %s failed: %s", self._path, exc)
+                if self._stop.wait(self.PAUSE):
+                    return
+        finally:
+            conn.close()
+
+
 class SQLiteStore(Store):
     def __init__(
         self,
@@ -189,9 +231,8 @@ class SQLiteStore(Store):
         try:
             self._writer_conn = _connect(self.path, synchronous)
             self._writer_conn.execute("PRAGMA journal_mode = WAL")
-            # a fan-out writes its batches back to back; checkpointing every 40 MB of WAL rather than
-            # the default 4 MB copies each index page back to the database far fewer times
-            self._writer_conn.execute("PRAGMA wal_autocheckpoint = 10000")
+            # the checkpointer thread copies the WAL back, so no commit waits for a checkpoint
+            self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
             migrate_sqlite(self._writer_conn)
         except sqlite3.DatabaseError as exc:
             self._release_lock()
@@ -204,6 +245,7 @@ class SQLiteStore(Store):
                 self._release_lock()
                 raise StoreError(f"cannot write {self.path}: {exc}") from None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._checkpointer = _Checkpointer(self.path, synchronous)
         self._writer = threading.Thread(target=self._write_loop, name="dingbox-sqlite-writer", daemon=True)
         self._writer.start()
         self._local = threading.local()
@@ -238,7 +280,8 @@ class SQLiteStore(Store):
 
     def _write_loop(self) -> None:
         conn = self._writer_conn
-        tx = SQLiteTx(conn)
+        jobs_queue = self._queue
+        tx = SQLiteTx(conn, lambda: not jobs_queue.empty())
         while True:
             first = self._queue.get()
             if first is _STOP:
@@ -299,6 +342,7 @@ class SQLiteStore(Store):
             if isolate:
                 conn.execute("RELEASE job")
         conn.execute("COMMIT" if isolate or units[0][0].result[0] else "ROLLBACK")
+        self._checkpointer.committed()
         if self.failure is not None:
             log.warning("store %s writes again", self.path)
             self.failure = None
@@ -387,6 +431,7 @@ class SQLiteStore(Store):
         self._closed = True
         self._queue.put(_STOP)
         self._writer.join()
+        self._checkpointer.stop()
         self._readers.shutdown(wait=True)
         with self._reader_conns_lock:
             for conn in self._reader_conns:

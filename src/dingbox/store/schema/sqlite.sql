@@ -164,7 +164,7 @@ CREATE TABLE deliveries (
     read_at              REAL,
     recalled             INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX deliveries_inbox ON deliveries (corp_id, userid, id) WHERE outcome = 0;
+CREATE INDEX deliveries_inbox ON deliveries (corp_id, userid, created_at, id) WHERE outcome = 0;
 CREATE UNIQUE INDEX deliveries_dedup ON deliveries (agent_id, userid, day, content_hash)
     WHERE outcome = 0 AND content_hash IS NOT NULL;
 
