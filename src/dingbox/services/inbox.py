@@ -142,18 +142,16 @@ class InboxService:
         store = self.rt.store
         deadline = time.monotonic() + wait
         with self.rt.events.subscribe(["task.finished"], lambda e: e.data["task_id"] == task_id) as sub:
-            task = await store.read(task_sql.task_by_id, task_id)
-            while task is not None and task.status != 2 and (left := deadline - time.monotonic()) > 0:
+            detail = await store.read(result_sql.task_detail, task_id, cursor, limit + 1)
+            while detail is not None and detail[0].status != 2 and (left := deadline - time.monotonic()) > 0:
                 await sub.get(left)  # an overflow or a timeout also lands here: re-read either way
-                task = await store.read(task_sql.task_by_id, task_id)
-        if task is None:
+                detail = await store.read(result_sql.task_detail, task_id, cursor, limit + 1)
+        if detail is None:
             return None
-        return await self._task_json(task, cursor, limit)
+        return self._task_json(*detail, limit)
 
-    async def _task_json(self, task: TaskRow, cursor: int, limit: int) -> dict[str, Any]:
-        store = self.rt.store
-        body = task_json(task, await store.read(result_sql.outcome_counts, task.seq))
-        page = await store.read(result_sql.recipient_page, task.seq, cursor, limit + 1)
+    def _task_json(self, task: TaskRow, counts: list[Row], page: list[Row], limit: int) -> dict[str, Any]:
+        body = task_json(task, counts)
         more = len(page) > limit
         page = page[:limit]
         body["recipients"] = [

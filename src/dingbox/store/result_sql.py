@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dingbox.store.base import Row, Tx
-from dingbox.store.task_sql import POS_BITS, delivery_range
+from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range, task_by_id
 
 MESSAGE_COLUMNS = (
     "d.id, t.seq, d.corp_id, d.userid, d.open_conversation_id, t.source, t.agent_id, t.robot_code, t.task_id,"
@@ -100,6 +100,14 @@ def recipient_page(tx: Tx, task_seq: int, cursor: int, limit: int) -> list[Row]:
         " WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
         (low + cursor, high, limit),
     )
+
+
+def task_detail(tx: Tx, task_id: int, cursor: int, limit: int) -> tuple[TaskRow, list[Row], list[Row]] | None:
+    """(task, outcome counts, recipients from `cursor`) read in one snapshot, so they agree."""
+    task = task_by_id(tx, task_id)
+    if task is None:
+        return None
+    return task, outcome_counts(tx, task.seq), recipient_page(tx, task.seq, cursor, limit)
 
 
 def outcome_counts(tx: Tx, task_seq: int) -> list[Row]:
