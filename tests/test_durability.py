@@ -15,7 +15,7 @@ import requests
 from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org
 
 BIG = 20_000
-UNLIMITED = ("--limits", "unlimited", "--batch-size", "500")
+UNLIMITED = ("--limits", "unlimited")  # and the default write sizes
 
 
 def text(content: str) -> dict[str, Any]:
@@ -34,6 +34,18 @@ def rows_of(db: Path, task_id: int) -> int:
             (task_id,),
         ).fetchone()
     return int(row[0])
+
+
+def send_until(stop: threading.Event, base: str, token: str, tag: str) -> None:
+    """Small sends of the big corp's app, one after another, until `stop` or the server goes away."""
+    sender = Client(base)
+    n = 0
+    while not stop.is_set():
+        n += 1
+        try:
+            sender.send(token, agent_id=5001, msg=text(f"{tag} {n}"), userid_list="u00001")
+        except requests.RequestException:
+            return
 
 
 def big_corp(c: Client) -> str:
@@ -81,7 +93,10 @@ def test_concurrent_identical_sends_deliver_once_per_user(client: Client) -> Non
 def test_crash_mid_fan_out_resumes_and_delivers_each_recipient_once(
     start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    """A dispatcher killed mid-task resumes on restart: each recipient exactly once, counters equal rows."""
+    """A dispatcher killed mid-task resumes on restart: each recipient exactly once, counters equal rows.
+
+    The server runs with its default write sizes; sends accepted meanwhile make the fan-out commit in
+    pieces (a write gives way to waiting sends), so the kill lands between two of its commits."""
     db = tmp_path / "crash.db"
     proc = start_server(*UNLIMITED, db=db)
     big_corp(Client(proc.url))
@@ -90,10 +105,16 @@ def test_crash_mid_fan_out_resumes_and_delivers_each_recipient_once(
         c = Client(proc.url)
         token = c.token("acme-key", "acme-secret")
         task_id = c.send(token, agent_id=5001, msg=text(f"crash {attempt}"), to_all_user=True)["task_id"]
+        stop = threading.Event()
+
+        sender = threading.Thread(target=send_until, args=(stop, proc.url, token, f"meanwhile {attempt}"))
+        sender.start()
         deadline = time.monotonic() + 30
         while not 0 < rows_of(db, task_id) < BIG and time.monotonic() < deadline:
             time.sleep(0.002)
         proc.kill()
+        stop.set()
+        sender.join()
         killed_at = rows_of(db, task_id)
         print(f"\nattempt {attempt}: killed with {killed_at} of {BIG} deliveries written")
         proc = start_server(*UNLIMITED, db=db)
