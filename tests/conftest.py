@@ -35,6 +35,24 @@ def client(server: ServerProcess) -> Client:
     return c
 
 
+@pytest.fixture(scope="module")
+def lenient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A lenient server (getsendresult for any size, lists of 5000 / 500); its writes of 777
+    recipients straddle every cap."""
+    args = ["--test-controls", "--limits", "lenient", "--batch-size", "777"]
+    proc = ServerProcess(tmp_path_factory.mktemp("lenient") / "d.db", args).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def lc(lenient: ServerProcess) -> Client:
+    """A client of the module's lenient server after a reset."""
+    c = Client(lenient.url)
+    c.reset()
+    return c
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start servers with their own arguments; each is stopped at the end of the test."""

@@ -20,6 +20,11 @@ DEMO_ISV_AGENT = 2001
 MESSAGES = "/topapi/message/corpconversation/"
 
 
+def text(content: str) -> dict[str, Any]:
+    """A text work notification."""
+    return {"msgtype": "text", "text": {"content": content}}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,16 +8,12 @@ from typing import Any
 
 import requests
 
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, text
 
 TASK_KEYS = sorted(
     "task_id corp_id agent_id source status progress_in_percent accepted_at finished_at request counts"
     " warnings invalid_dept_ids".split()
 )
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def get(c: Client, path: str, **params: Any) -> dict[str, Any]:

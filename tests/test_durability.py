@@ -12,14 +12,10 @@ from typing import Any
 
 import requests
 
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, text
 
 BIG = 20_000
 UNLIMITED = ("--limits", "unlimited")  # and the default write sizes
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def read_only(db: Path) -> sqlite3.Connection:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, text
 
 START = "2026-03-02T10:00:00+08:00"
 REASONS = {
@@ -31,10 +31,6 @@ TASK_KEYS = sorted(
     "task_id corp_id agent_id source status progress_in_percent accepted_at finished_at request counts"
     " warnings invalid_dept_ids recipients next_cursor".split()
 )
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def page(c: Client, userid: str, **params: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from support import DEMO_AGENT, DEMO_ISV_AGENT, MESSAGES, Client, ServerProcess, make_org
+from support import DEMO_AGENT, DEMO_ISV_AGENT, MESSAGES, Client, ServerProcess, make_org, text
 
 USERS = "alice,0356123401"
 OA = {
@@ -22,10 +22,6 @@ OA = {
 }
 START = "2026-03-02T10:00:00+08:00"
 DAY = 86400
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def without_request_id(body: dict[str, Any]) -> dict[str, Any]:

@@ -6,40 +6,20 @@ Every test freezes the virtual clock, so no rule depends on when the suite happe
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from support import MESSAGES, Client, ServerProcess, make_org
+from support import MESSAGES, Client, ServerProcess, make_org, text
 
 APP, APP2, ISV = 5001, 5002, 6001
 SUITE = {"suite_key": "acme-suite", "suite_secret": "acme-suite-secret"}
 NOON = "2026-03-01T12:00:00+08:00"
 
 
-@pytest.fixture(scope="module")
-def lenient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A lenient server (getsendresult for any size, lists of 5000 / 500); its batches straddle every cap."""
-    args = ["--test-controls", "--limits", "lenient", "--batch-size", "777"]
-    proc = ServerProcess(tmp_path_factory.mktemp("lenient") / "d.db", args).start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def lc(lenient: ServerProcess) -> Client:
-    c = Client(lenient.url)
-    c.reset()
-    return c
-
-
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def acme(

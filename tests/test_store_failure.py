@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from support import Client, ServerProcess
+from support import Client, ServerProcess, text
 
 SOFT_UNLIMITED = resource.RLIM_INFINITY
 
@@ -23,10 +23,6 @@ def limit_file_size(server: ServerProcess, size: int) -> None:
     assert server.proc is not None
     _, hard = resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE)
     resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, (size, hard))
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def timed(call: Any) -> tuple[Any, float]:

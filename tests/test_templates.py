@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
@@ -32,22 +32,6 @@ TEMPLATES = [
     {"template_id": "tpl-disabled", "agent_id": ISV, "status": "disabled", "msg": HELLO},
     {"template_id": "tpl-partner2", "agent_id": ISV2, "msg": HELLO},
 ]
-
-
-@pytest.fixture(scope="module")
-def lenient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A lenient server: getsendresult answers tasks of any size; batches straddle the per-call cap."""
-    args = ["--test-controls", "--limits", "lenient", "--batch-size", "777"]
-    proc = ServerProcess(tmp_path_factory.mktemp("lenient") / "d.db", args).start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def lc(lenient: ServerProcess) -> Client:
-    c = Client(lenient.url)
-    c.reset()
-    return c
 
 
 # -- helpers ---------------------------------------------------------------------------------------
