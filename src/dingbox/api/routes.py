@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from dingbox import errors
+from dingbox.api import events
 from dingbox.api.waits import ClientGone, unless_disconnected
 from dingbox.clock import parse_iso
 from dingbox.domain.org import OrgError
@@ -238,5 +239,6 @@ def build(services: Services) -> Router:
         Route("/api/v1/clock", get_clock, methods=["GET"]),
         Route("/api/v1/clock", control(put_clock), methods=["PUT"]),
         Route("/api/v1/clock/advance", control(advance), methods=["POST"]),
+        *events.routes(services),
     ]
     return Router(routes=routes)

@@ -10,6 +10,7 @@ from dingbox.services.inbox import InboxService
 from dingbox.services.notifications import NotificationService
 from dingbox.services.org import OrgService
 from dingbox.services.tokens import TokenService
+from dingbox.services.ui import UiService
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Services:
     notifications: NotificationService
     inbox: InboxService
     admin: AdminService
+    ui: UiService
 
     @classmethod
     def build(cls, runtime: Runtime) -> Services:
@@ -34,4 +36,5 @@ class Services:
             notifications=notifications,
             inbox=inbox,
             admin=AdminService(runtime, tokens),
+            ui=UiService(runtime, inbox),
         )
