@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import nh3
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -40,10 +40,11 @@ _ATTRIBUTES = {"a": {"href"}, "img": {"src", "alt"}, "ol": {"start"}, "font": {"
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
 _NAME = re.compile(r"[a-zA-Z]{3,20}")
 # `&nbsp` works without its semicolon in DingTalk (spec §12.3); HTML would keep it literal
-_BARE_NBSP = re.compile(r"&(nbsp|#160|#[xX][aA]0)(?![;\w])")
+_BARE_NBSP = re.compile(r"&(nbsp(?!;)|#160(?![\d;])|#[xX][aA]0(?![0-9a-fA-F;]))")
 _FONT_OPEN = re.compile(r"<font((?: [a-z]+=\"[^\"]*\")*)>")
 _ATTR = re.compile(r' ([a-z]+)="([^"]*)"')
 _IMG = re.compile(r"<img((?: [a-z]+=\"[^\"]*\")*)>")
+_DINGTALK_LINK = re.compile(r'<a href="(dingtalk://dingtalkclient/page/link\?[^"]*)"')
 
 
 def safe_url(value: Any) -> str | None:
@@ -146,7 +147,16 @@ def markdown_html(text: Any, *, remote_images: bool = False) -> Markup:
     )
     clean = _FONT_OPEN.sub(_font_to_span, clean).replace("</font>", "</span>")
     clean = _IMG.sub(lambda m: _image(m, remote_images), clean)
+    clean = _DINGTALK_LINK.sub(_inner_url_title, clean)
     return Markup(clean.strip())
+
+
+def _inner_url_title(match: re.Match[str]) -> str:
+    """DingTalk's side-panel wrapper keeps its href; hovering shows the page it opens (spec §12.5)."""
+    inner = parse_qs(urlsplit(html.unescape(match.group(1))).query).get("url", [""])[0]
+    title = f' title="{html.escape(inner)}"' if inner else ""
+    return f'<a href="{match.group(1)}"{title}'
+
 
 
 # -- message kinds ---------------------------------------------------------------------------------
