@@ -158,7 +158,6 @@ def _inner_url_title(match: re.Match[str]) -> str:
     return f'<a href="{match.group(1)}"{title}'
 
 
-
 # -- message kinds ---------------------------------------------------------------------------------
 
 
