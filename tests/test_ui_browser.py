@@ -142,8 +142,7 @@ def test_reads_recalls_and_task_progress_appear_live(client: Client, pages: Any)
     assert client.oapi(MESSAGES + "recall", {"agent_id": 1001, "msg_task_id": gone}, token)["errcode"] == 0
     p.wait_for_selector(f"#m-{gone_id} .msg-recalled", timeout=1000)
     assert "recall me" not in p.locator(f"#m-{gone_id}").inner_text()
-    inbox.shot("task-live")  # the inbox after the read and the recall
-    task.shot("task")
+    inbox.shot("inbox-read-and-recalled")
 
 
 # Every work-notification type, with what the browser must show for it.
@@ -382,10 +381,15 @@ def test_the_quota_view_crosses_a_daily_cap_live(client: Client, pages: Any) -> 
     assert p.locator("#quota-body .spent").count() == 2
     page.shot("quota")
 
-    task_id = client.sent(token, msg=text("third"), userid_list="alice,0356123401")
+    task_id = client.sent(token, msg=text("third"), userid_list="alice,0356123401,carol,nobody")
     result = client.result(token, task_id)
     assert result["forbidden_list"] == [{"code": "143105", "count": 2, "userid": "alice"}]
     assert result["unread_user_id_list"] == ["0356123401"]
+    task = pages()
+    t = task.open(f"/tasks/{task_id}")
+    why = t.locator("#task-recipients tr[data-userid=alice] .why").inner_text()
+    assert why == "The app's daily cap per user was reached: count 2 (rule 6, code 143105)."
+    task.shot("task")
 
 
 def test_home_and_org_pages(client: Client, pages: Any) -> None:
