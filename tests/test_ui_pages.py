@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from conftest import DEMO_ORG
-from support import MESSAGES, Client
+from support import MESSAGES, Client, make_org
 
 START = "2026-03-02T10:00:00+08:00"
 
@@ -178,6 +178,17 @@ def test_task_page_says_why_each_recipient_was_not_delivered(client: Client) -> 
     assert rows == [("forbidden", "alice")]
 
 
+def test_task_page_shows_getsendresult_errors_as_the_app_would_get_them(client: Client) -> None:
+    assert client.load_org(make_org(users=101)).status_code == 200
+    token = client.token("acme-key", "acme-secret")
+    task_id = client.sent(token, msg=text("everyone"), dept_id_list="1", agent_id=5001)
+    html = ui(client, f"/tasks/{task_id}").text
+    shown = re.search(r'<pre class="json" id="getsendresult">(.*?)</pre>', html, re.S)
+    assert shown and orjson.loads(unescape(shown.group(1))) == {"errcode": -1, "errmsg": "Call timeout"}
+    body = client.oapi(MESSAGES + "getsendresult", {"agent_id": 5001, "task_id": task_id}, token)
+    assert (body["errcode"], body["errmsg"]) == (-1, "Call timeout")
+
+
 def test_quota_page_shows_todays_counts_against_the_caps_and_spent_contents(client: Client) -> None:
     client.freeze(START)
     doc = copy.deepcopy(DEMO_ORG)
@@ -242,6 +253,8 @@ def test_search_by_text_sender_type_day_and_recipient(client: Client) -> None:
 
     assert found(q="deploy") == [("alice", "Partner"), ("0356123401", "Ops"), ("alice", "Ops")]
     assert found(q="deploy", sender="1001") == [("0356123401", "Ops"), ("alice", "Ops")]
+    assert found(q="deploy", sender="partner") == [("alice", "Partner")]
+    assert found(sender="Ops Bot") == [] and found(sender="nonesuch") == []
     assert found(q="deploy", userid="0356123401") == [("0356123401", "Ops")]
     assert found(msgtype="markdown") == [("alice", "Ops")]
     assert found(q="本周") == [("alice", "Ops")]

@@ -36,5 +36,5 @@ class Services:
             notifications=notifications,
             inbox=inbox,
             admin=AdminService(runtime, tokens),
-            ui=UiService(runtime, inbox),
+            ui=UiService(runtime, inbox, notifications),
         )

@@ -7,17 +7,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from dingbox import errors
 from dingbox.clock import SHANGHAI, calendar_minute, dingtalk_day
+from dingbox.domain.directory import Principal
 from dingbox.domain.pipeline import threshold
+from dingbox.params import Params
 from dingbox.runtime import Runtime
 from dingbox.services.inbox import InboxService, message_json
-from dingbox.services.notifications import build_send_result
+from dingbox.services.notifications import NotificationService
 from dingbox.store import result_sql, task_sql, ui_sql
 from dingbox.store.result_sql import MessageRow
 from dingbox.store.task_sql import TaskRow
 from dingbox.store.ui_sql import Chat
 
 USERS_SHOWN = 500
+RESULT_SHOWN = 10_000  # recipients; a bigger getsendresult answer is not printed in a page
 HOLDERS_SHOWN = 20
 
 
@@ -91,9 +95,10 @@ def day_bounds(day: str) -> tuple[float, float]:
 
 
 class UiService:
-    def __init__(self, runtime: Runtime, inbox: InboxService) -> None:
+    def __init__(self, runtime: Runtime, inbox: InboxService, notifications: NotificationService) -> None:
         self.rt = runtime
         self.inbox_service = inbox
+        self.notifications = notifications
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -197,16 +202,32 @@ class UiService:
             r["threshold"] = (
                 threshold(r["reason"], limits) if r["reason"] in ("daily_cap", "minute_cap") else None
             )
-        lists = await self.rt.store.read(result_sql.result_lists, row.seq)
-        send_result = vars(build_send_result(row, lists, limits))
         return {
             **found,
             "recipients": recipients,
             "app_name": self.app_name(row.agent_id),
             "msgtype": row.msgtype,
             "limits": limits,
-            "getsendresult": {"errcode": 0, "errmsg": "ok", "send_result": send_result},
+            "getsendresult": await self.getsendresult(row),
         }
+
+    async def getsendresult(self, task: TaskRow) -> dict[str, Any] | None:
+        """What the task's own app gets from getsendresult now, errors included (a task over the
+        recipient limit, outside the 24 h window, or not a work notification); None for a task too
+        large to print here."""
+        if (task.total or 0) > RESULT_SHOWN:
+            return None
+        app = self.rt.directory.apps.get(task.agent_id or 0)
+        if app is None:
+            return {"errcode": errors.TaskInvalid.errcode, "errmsg": errors.TaskInvalid("task_id").message}
+        kind, key = ("isv", app.suite_key or "") if app.is_isv else ("internal", app.app_key or "")
+        principal = Principal(kind, app.corp_id, key, frozenset({app.agent_id}))
+        params = Params({"agent_id": app.agent_id, "task_id": task.task_id}, None)
+        try:
+            result = await self.notifications.send_result(principal, params)
+        except errors.DingboxError as exc:
+            return {"errcode": exc.errcode, "errmsg": exc.message}
+        return {"errcode": 0, "errmsg": "ok", "send_result": vars(result)}
 
     async def users(self, corp_id: str) -> list[tuple[Any, ...]]:
         return await self.rt.store.read(ui_sql.users, corp_id, USERS_SHOWN)
@@ -292,9 +313,8 @@ class UiService:
         userid: str | None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """`sender` is an agent_id or a robot_code; `day` a DingTalk day (YYYY-MM-DD)."""
-        agent_id = int(sender) if sender and sender.isdigit() else None
-        robot_code = sender if sender and agent_id is None else None
+        """`sender` is an app or robot (id or name); `day` a DingTalk day (YYYY-MM-DD)."""
+        agent_id, robot_code = self._sender(sender) if sender else (None, None)
         rows = await self.rt.store.read(
             ui_sql.search,
             corp_id=corp_id,
@@ -307,3 +327,19 @@ class UiService:
             limit=limit,
         )
         return [message_json(r) for r in rows]
+
+    def _sender(self, sender: str) -> tuple[int | None, str | None]:
+        """(agent_id, robot_code) a search's sender names: an id, else an app's or a robot's name."""
+        directory = self.rt.directory
+        if sender.isdigit():
+            return int(sender), None
+        if sender in directory.robots:
+            return None, sender
+        folded = sender.casefold()
+        for app in directory.apps.values():
+            if app.name.casefold() == folded:
+                return app.agent_id, None
+        for code, (_corp, _agent, name) in directory.robots.items():
+            if name.casefold() == folded:
+                return None, code
+        return None, sender  # names nothing: matches nothing
