@@ -378,3 +378,36 @@ def test_an_event_stream_ends_with_its_client(client: Client) -> None:
         while subscribers() != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert subscribers() == 0, f"{path}: the stream outlived its client"
+
+
+def test_inbox_streams_patch_the_first_page_and_leave_older_pages_alone(client: Client) -> None:
+    token = client.token()
+    client.sent(token, msg=text("old"), userid_list="alice")
+    old_id = message_ids(client, "alice")[0]
+    base = "/ui/live/inbox?corp_id=dingdemo&userid=alice"
+    first = Stream(client.base, f"{base}&after={old_id}")
+    older = Stream(client.base, f"{base}&after={old_id}&older=1")
+    other_chat = Stream(client.base, f"{base}&after={old_id}&chat=robot:dingdemobot")
+    try:
+        for s in (first, older, other_chat):
+            assert s.wait(1)[0][0] == "ready"
+        client.sent(token, msg=text("<b>new</b>"), userid_list="alice")
+        new_id = message_ids(client, "alice")[0]
+        name, patch = first.wait(2)[1]
+        assert name == "patch"
+        ops = {(op["op"], op["sel"]) for op in patch["ops"]}
+        assert ops == {("prepend", f"#m-{new_id}"), ("replace", "#chats")}
+        item = next(op["html"] for op in patch["ops"] if op["op"] == "prepend")
+        assert "&lt;b&gt;new&lt;/b&gt;" in item and 'class="item unread"' in item
+
+        assert client.api("POST", f"/messages/{old_id}/read").status_code == 200
+        name, patch = older.wait(2)[-1]
+        assert [(op["op"], op["sel"]) for op in patch["ops"]][0] == ("replace", f"#m-{old_id}")
+        assert all(op["op"] != "prepend" for _, p in older.events[1:] for op in p["ops"])
+        assert 'class="state read"' in patch["ops"][0]["html"]
+        assert not any(
+            op["op"] == "prepend" for _, p in other_chat.wait(3, timeout=0.5)[1:] for op in p["ops"]
+        )
+    finally:
+        for s in (first, older, other_chat):
+            s.close()

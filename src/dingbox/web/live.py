@@ -76,6 +76,7 @@ def routes(services: Services) -> list[Route]:
         chat = Chat.parse(q.get("chat", "")) if q.get("chat") else None
         after = _int(q.get("after")) or 0
         remote = q.get("images") == "1"
+        older = q.get("older") == "1"  # a later page: its messages change, nothing new joins it
 
         def wanted(m: dict[str, Any]) -> bool:
             if chat is None:
@@ -100,7 +101,7 @@ def routes(services: Services) -> list[Route]:
 
         async def initial() -> list[Op]:
             # what arrived between drawing the page and subscribing
-            missed = await ui.messages_after(corp_id, userid, after)
+            missed = [] if older else await ui.messages_after(corp_id, userid, after)
             return items(missed, "prepend") + (await chats() if missed else [])
 
         def accept(e: Event) -> bool:
@@ -128,7 +129,7 @@ def routes(services: Services) -> list[Route]:
                     if ids is None:
                         ids = await ui.task_message_ids(e.data["task_id"], corp_id, userid)
                     changed |= set(ids)
-            ops = items(await ui.messages(sorted(fresh)), "prepend")
+            ops = [] if older else items(await ui.messages(sorted(fresh)), "prepend")
             ops += items(await ui.messages(sorted(changed - fresh)), "replace")
             if ops:
                 ops += await chats()

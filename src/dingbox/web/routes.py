@@ -75,7 +75,8 @@ def build(services: Services) -> Router:
             remote_images=remote,
             page=inbox_page,
             ui=ui,
-            newest_id=max((m["id"] for m in inbox_page.messages), default=0) if before is None else 0,
+            newest_id=max((m["id"] for m in inbox_page.messages), default=0),
+            older_page=before is not None,
             older_query=urlencode(
                 {**query, "before": inbox_page.next_before, **({"images": 1} if remote else {})}
             ),
