@@ -72,6 +72,8 @@ def test_unknown_things_are_404_pages(client: Client) -> None:
         resp = ui(client, path)
         assert resp.status_code == 404, path
         assert "<h1>404</h1>" in resp.text
+    for live in ("/live/inbox?corp_id=dingdemo&userid=nobody", "/live/message?id=1", "/live/task?task_id=x"):
+        assert client.http.get(f"{client.base}/ui{live}", timeout=5).status_code == 204, live
 
 
 def test_opening_a_message_does_not_read_it_only_a_post_with_the_token_does(client: Client) -> None:

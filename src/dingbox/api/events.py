@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from dingbox.events import KINDS, Event
 from dingbox.services.container import Services
 
+log = logging.getLogger("dingbox")
 HEARTBEAT_SECONDS = 15.0  # a comment line now and then keeps proxies from closing an idle stream
 
 
@@ -64,7 +66,9 @@ class EventStream(Response):
             await asyncio.gather(pump, watcher, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.chunks.aclose()  # closes the subscription
-        if pump.done() and not pump.cancelled() and pump.exception() is None:
+        if pump.done() and not pump.cancelled():
+            if (failure := pump.exception()) is not None and not isinstance(failure, OSError):
+                log.error("event stream failed", exc_info=failure)
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -20,10 +20,12 @@ from starlette.routing import Route
 from dingbox.api.events import EventStream, sse
 from dingbox.events import Event, Subscription
 from dingbox.services.container import Services
+from dingbox.services.ui import UnknownUser
 from dingbox.store.ui_sql import Chat
 from dingbox.web.pages import macro, short_time
 
 SETTLE_SECONDS = 0.15  # how long a stream lets a burst of events gather before it renders once
+HOME_SETTLE_SECONDS = 0.5  # the overview re-reads every corp's recent tasks: less often
 Op = dict[str, str]
 
 
@@ -31,10 +33,10 @@ def _int(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
-async def _burst(sub: Subscription, first: Event) -> list[Event] | None:
-    """`first` and whatever else arrives within the settle time; None when the bus dropped us."""
+async def _burst(sub: Subscription, first: Event, settle: float) -> list[Event] | None:
+    """`first` and whatever else arrives within `settle` seconds; None when the bus dropped us."""
     events = [first]
-    await asyncio.sleep(SETTLE_SECONDS)
+    await asyncio.sleep(settle)
     while not sub.queue.empty():
         event = sub.queue.get_nowait()
         if event is None:
@@ -49,6 +51,7 @@ def stream(
     accept: Callable[[Event], bool],
     render: Callable[[list[Event]], Awaitable[list[Op]]],
     initial: Callable[[], Awaitable[list[Op]]] | None = None,
+    settle: float = SETTLE_SECONDS,
 ) -> EventStream:
     async def chunks() -> AsyncGenerator[bytes, None]:
         with services.runtime.events.subscribe(kinds, accept) as sub:
@@ -57,7 +60,7 @@ def stream(
                 yield sse("patch", {"ops": ops})
             while True:
                 first = await sub.queue.get()
-                events = None if first is None else await _burst(sub, first)
+                events = None if first is None else await _burst(sub, first, settle)
                 if events is None:
                     yield sse("reload", {})
                     return
@@ -74,6 +77,10 @@ def routes(services: Services) -> list[Route]:
         q = request.query_params
         corp_id, userid = q.get("corp_id", ""), q.get("userid", "")
         chat = Chat.parse(q.get("chat", "")) if q.get("chat") else None
+        try:
+            await ui.inbox(corp_id, userid, chat, before=None, limit=0)
+        except UnknownUser:
+            return Response(status_code=204)  # tells EventSource not to reconnect
         after = _int(q.get("after")) or 0
         remote = q.get("images") == "1"
         older = q.get("older") == "1"  # a later page: its messages change, nothing new joins it
@@ -208,7 +215,7 @@ def routes(services: Services) -> list[Route]:
             return ops
 
         kinds = ("task.accepted", "task.finished", "message.read", "message.recalled", "robot.sent")
-        return stream(services, kinds, lambda e: True, render)
+        return stream(services, kinds, lambda e: True, render, settle=HOME_SETTLE_SECONDS)
 
     async def quota(request: Request) -> Response:
         corp_id = request.query_params.get("corp_id", "")
