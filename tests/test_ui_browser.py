@@ -390,6 +390,12 @@ def test_the_quota_view_crosses_a_daily_cap_live(client: Client, pages: Any) -> 
     why = t.locator("#task-recipients tr[data-userid=alice] .why").inner_text()
     assert why == "The app's daily cap per user was reached: count 2 (rule 6, code 143105)."
     task.shot("task")
+    phone = pages(viewport=PHONE, is_mobile=True)
+    for path in (f"/tasks/{task_id}", "/corps/dingdemo/quota?agent_id=1001", "/", "/corps/dingdemo/org"):
+        phone.open(path, live=path != "/corps/dingdemo/org")
+        assert phone.p.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], path
+    phone.open("/corps/dingdemo/quota?agent_id=1001")
+    phone.shot("quota-phone", full_page=False)
 
 
 def test_home_and_org_pages(client: Client, pages: Any) -> None:
