@@ -93,7 +93,8 @@ def test_a_message_appears_live_and_reading_it_shows_in_getsendresult(
     client: Client, pages: Any, browser: Any
 ) -> None:
     token = client.token()
-    client.sent(token, msg=text("yesterday's news"), userid_list="alice")
+    for _, earlier in SAMPLES[5:8]:
+        client.sent(token, msg=earlier, userid_list="alice")
     page = pages()
     p = page.open("/corps/dingdemo/users/alice")
     page.requests.clear()
@@ -106,7 +107,7 @@ def test_a_message_appears_live_and_reading_it_shows_in_getsendresult(
     assert page.requests == []  # nothing but the event stream opened before the send
     first = p.locator("#messages article.item").first
     assert "deploy 42 finished" in first.inner_text()
-    assert p.locator(".chat.active .badge").inner_text() == "2"
+    assert p.locator(".chat.active .badge").inner_text() == "4"
     page.shot("inbox")
 
     assert client.result(token, task_id)["unread_user_id_list"] == ["alice"]
@@ -275,7 +276,9 @@ def test_every_message_type_renders_as_dingtalk_does(client: Client, pages: Any)
     assert not [u for u in page.requests if not u.startswith(client.base)]  # the radar image did not load
     assert page.console == []
 
-    page.shot("inbox-all-types")
+    p.set_viewport_size({"width": DESKTOP["width"], "height": 3400})  # the list scrolls inside the page
+    page.shot("inbox-all-types", full_page=False)
+    p.set_viewport_size(DESKTOP)
     dark = pages(color_scheme="dark")
     dark.open("/corps/dingdemo/users/alice")
     dark.shot("inbox-dark", full_page=False)
