@@ -264,6 +264,20 @@ def test_search_by_text_sender_type_day_and_recipient(client: Client) -> None:
     assert len(found(day="2026-03-02")) == 4
     assert found(day="2026-03-03") == []
     assert "give a date as YYYY-MM-DD" in ui(client, "/search", day="March").text
+    assert found(sender="9" * 30) == []
+
+
+def test_odd_queries_get_pages_not_errors(client: Client) -> None:
+    huge = "9" * 30
+    for path, params in [
+        ("/corps/dingdemo/users/alice", {"chat": f"app:{huge}", "before": huge}),
+        ("/corps/dingdemo/users/alice", {"chat": "robot:", "before": "abc"}),
+        ("/corps/dingdemo/quota", {"agent_id": huge}),
+        ("/search", {"sender": huge, "day": "0000-01-01", "msgtype": "';drop"}),
+        ("/search", {"q": "%_\\"}),
+    ]:
+        assert ui(client, path, **params).status_code == 200, (path, params)
+    assert ui(client, f"/tasks/{huge}").status_code == 404
 
 
 # -- GET /api/v1/events ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dingbox import errors
 from dingbox.clock import SHANGHAI, calendar_minute, dingtalk_day
 from dingbox.domain.directory import Principal
 from dingbox.domain.pipeline import threshold
-from dingbox.params import Params
+from dingbox.params import MAX_INT64, Params
 from dingbox.runtime import Runtime
 from dingbox.services.inbox import InboxService, message_json
 from dingbox.services.notifications import NotificationService
@@ -331,8 +331,8 @@ class UiService:
     def _sender(self, sender: str) -> tuple[int | None, str | None]:
         """(agent_id, robot_code) a search's sender names: an id, else an app's or a robot's name."""
         directory = self.rt.directory
-        if sender.isdigit():
-            return int(sender), None
+        if sender.isascii() and sender.isdigit():
+            return (int(sender), None) if int(sender) <= MAX_INT64 else (None, sender)
         if sender in directory.robots:
             return None, sender
         folded = sender.casefold()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dingbox.params import MAX_INT64
 from dingbox.store.base import Row, Tx
 from dingbox.store.result_sql import MESSAGE_COLUMNS, MessageRow
 from dingbox.store.task_sql import TASK_COLUMNS, TaskRow, delivery_range
@@ -25,7 +26,14 @@ class Chat:
     @classmethod
     def parse(cls, text: str) -> Chat | None:
         kind, _, key = text.partition(":")
-        if kind == "app" and key.isdigit() or kind == "robot" and key:
+        if (
+            kind == "app"
+            and key.isascii()
+            and key.isdigit()
+            and int(key) <= MAX_INT64
+            or kind == "robot"
+            and key
+        ):
             return cls(kind, key)
         return None
 
