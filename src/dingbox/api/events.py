@@ -58,16 +58,21 @@ class EventStream(Response):
         )
         pump = asyncio.ensure_future(self._pump(send))
         watcher = asyncio.ensure_future(_disconnected(receive))
+        stopping = False
         try:
             await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # the server's graceful shutdown cancels requests still open: a stream ends, not fails
+            stopping = True
         finally:
             watcher.cancel()
             pump.cancel()
             await asyncio.gather(pump, watcher, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.chunks.aclose()  # closes the subscription
-        if pump.done() and not pump.cancelled():
-            if (failure := pump.exception()) is not None and not isinstance(failure, OSError):
+        if stopping or not pump.cancelled():
+            failure = None if pump.cancelled() else pump.exception()
+            if failure is not None and not isinstance(failure, OSError):
                 log.error("event stream failed", exc_info=failure)
             with contextlib.suppress(OSError):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
