@@ -106,9 +106,12 @@ def routes(services: Services) -> list[Route]:
             page = await ui.inbox(corp_id, userid, chat, before=None, limit=0)
             return [{"op": "replace", "sel": "#chats", "html": macro("chat_list", page=page)}]
 
+        shown: set[int] = set()  # messages this stream added to the page
+
         async def initial() -> list[Op]:
             # what arrived between drawing the page and subscribing
             missed = [] if older else await ui.messages_after(corp_id, userid, after)
+            shown.update(m["id"] for m in missed)
             return items(missed, "prepend") + (await chats() if missed else [])
 
         def accept(e: Event) -> bool:
@@ -136,6 +139,8 @@ def routes(services: Services) -> list[Route]:
                     if ids is None:
                         ids = await ui.task_message_ids(e.data["task_id"], corp_id, userid)
                     changed |= set(ids)
+            fresh -= shown  # a finished task names messages its batches already brought
+            shown.update(fresh)
             ops = [] if older else items(await ui.messages(sorted(fresh)), "prepend")
             ops += items(await ui.messages(sorted(changed - fresh)), "replace")
             if ops:
