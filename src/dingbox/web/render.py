@@ -213,7 +213,7 @@ def _list(value: Any) -> list[Any]:
 OA_FORM_ROWS = 6  # DingTalk shows six form rows and hides the rest (spec §4.6)
 
 
-def _oa(content: dict[str, Any], app_name: str, remote_images: bool) -> View:
+def _oa(content: dict[str, Any], app_name: str) -> View:
     head, body = _obj(content.get("head")), _obj(content.get("body"))
     bar = content.get("status_bar")
     rows = [(_s(r.get("key")), _s(r.get("value"))) for r in _list(body.get("form")) if isinstance(r, dict)]
@@ -369,7 +369,7 @@ def view(msgtype: str, content: Any, *, app_name: str = "", remote_images: bool 
             picture=_s(c.get("picUrl")) or None,
         )
     if msgtype == "oa":
-        return _oa(c, app_name, remote_images)
+        return _oa(c, app_name)
     if msgtype == "action_card":
         return _work_card(c, remote_images)
     if msgtype == "image":
