@@ -19,14 +19,14 @@ test: $(STAMP)  ## the whole suite, against real servers
 	$(BIN)/pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## style, types, and the layers of docs/architecture.md (tests/test_layers.py)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q tests/test_layers.py
 
 fix: $(STAMP)
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench scripts
+	$(BIN)/ruff format src tests bench scripts
 
 soak: $(STAMP)  ## the fuzz tests with many more examples (FUZZ_EXAMPLES per test, default 5000)
 	DINGBOX_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),5000) $(BIN)/pytest -p no:xdist -s tests/test_fuzz.py $(PYTEST_ARGS)

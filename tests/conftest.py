@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,20 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The browser the UI tests drive: Debian's chromium, through the PyPI playwright package."""
+    try:
+        playwright = importlib.metadata.version("playwright")
+    except importlib.metadata.PackageNotFoundError:
+        playwright = "not installed"
+    executable = shutil.which("chromium")
+    chromium = "not installed"
+    if executable:
+        found = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=30)
+        chromium = f"{found.stdout.strip() or found.stderr.strip()} ({executable})"
+    return [f"chromium: {chromium}", f"playwright: {playwright}"]
 
 
 # In CI a skipped test counts as not run: the session fails instead of passing quietly.

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from dingbox import errors
-from dingbox.api import templates
+from dingbox.api import events, templates
 from dingbox.api.waits import ClientGone, unless_disconnected
 from dingbox.clock import in_range, parse_iso
 from dingbox.domain.org import OrgError
@@ -296,5 +296,6 @@ def build(services: Services) -> Router:
         Route("/api/v1/clock", control(put_clock), methods=["PUT"]),
         Route("/api/v1/clock/advance", control(advance), methods=["POST"]),
         *templates.routes(services),
+        *events.routes(services),
     ]
     return Router(routes=routes)

@@ -13,6 +13,7 @@ from dingbox.services.org import OrgService
 from dingbox.services.robots import RobotService
 from dingbox.services.templates import TemplateService
 from dingbox.services.tokens import TokenService
+from dingbox.services.ui import UiService
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Services:
     browse: BrowseService
     admin: AdminService
     robots: RobotService
+    ui: UiService
 
     @classmethod
     def build(cls, runtime: Runtime) -> Services:
@@ -43,4 +45,5 @@ class Services:
             browse=BrowseService(runtime),
             admin=AdminService(runtime, tokens),
             robots=RobotService(runtime),
+            ui=UiService(runtime, inbox, notifications),
         )
