@@ -5,7 +5,6 @@ Exit codes: 0 done, 1 runtime failure, 2 usage or configuration error (with a on
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -14,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
+from dingbox import logs
 from dingbox.api.origin import is_loopback
 from dingbox.domain.org import OrgError
 from dingbox.settings import LIMIT_PROFILES, SETTINGS_BY_NAME, Settings, SettingsError
@@ -107,9 +107,7 @@ def main() -> None:
 def serve(org: tuple[str, ...], allowed_host: tuple[str, ...], **options: Any) -> None:
     """Serve the DingTalk APIs, the dingbox API and the web UI."""
     settings = _settings(org=org or None, allowed_host=allowed_host or None, **options)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     if is_postgres(settings.db):
         fail("PostgreSQL support is not built yet; use a sqlite:/// URL")
     if not settings.auth and not is_loopback(settings.host):

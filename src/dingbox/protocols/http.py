@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the wire adapters: bounded body reads, header and query lookups, JSON responses.
 
-These sit on every DingTalk call, so they read the ASGI scope directly instead of building
-Starlette's Headers, QueryParams and URL objects for a single lookup each.
+The lookups sit on every DingTalk call, so they read the ASGI scope directly: Starlette's
+QueryParams costs 12 µs where `query` costs 2 (2 % of an accept, docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from starlette.responses import Response
 from dingbox import errors
 
 JSON_UTF8 = "application/json;charset=UTF-8"
-_CONTENT_TYPES = {t: t.encode() for t in (JSON_UTF8, "application/json", "application/json;charset=utf-8")}
 
 
 class ClientGone(BaseException):
@@ -28,35 +27,14 @@ class ClientGone(BaseException):
     """
 
 
-class JSONBytes(Response):
-    """A JSON response whose headers are built directly (Starlette's generic path costs as much as
-    the rest of a small handler)."""
-
-    def __init__(
-        self,
-        content: Any,
-        status_code: int = 200,
-        media_type: str = JSON_UTF8,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.body = orjson.dumps(content)
-        self.status_code = status_code
-        self.media_type = media_type
-        self.background = None
-        content_type = _CONTENT_TYPES.get(media_type) or media_type.encode("latin-1")
-        raw = [(b"content-length", str(len(self.body)).encode()), (b"content-type", content_type)]
-        if headers:
-            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        self.raw_headers = raw
-
-
 def json_response(
     content: Any,
     status_code: int = 200,
     media_type: str = JSON_UTF8,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    return JSONBytes(content, status_code, media_type, headers)
+    # A hand-built response saved about 1 µs of a 400 µs accept: nothing the benchmark can see.
+    return Response(orjson.dumps(content), status_code, headers, media_type)
 
 
 def header(scope: Mapping[str, Any], name: bytes) -> str | None:

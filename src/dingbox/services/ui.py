@@ -20,6 +20,8 @@ from dingbox.store.result_sql import MessageRow
 from dingbox.store.task_sql import TaskRow
 from dingbox.store.ui_sql import Chat
 
+__all__ = ["Chat", "UiService"]
+
 USERS_SHOWN = 500
 RESULT_SHOWN = 10_000  # recipients; a bigger getsendresult answer is not printed in a page
 HOLDERS_SHOWN = 20

@@ -20,8 +20,7 @@ from starlette.routing import Route
 from dingbox.api.events import EventStream, sse
 from dingbox.events import Event, Subscription
 from dingbox.services.container import Services
-from dingbox.services.ui import UnknownUser
-from dingbox.store.ui_sql import Chat
+from dingbox.services.ui import Chat, UnknownUser
 from dingbox.web.pages import macro, short_time
 
 SETTLE_SECONDS = 0.15  # how long a stream lets a burst of events gather before it renders once

@@ -18,8 +18,7 @@ from dingbox.domain.directory import Directory
 from dingbox.params import MAX_INT64
 from dingbox.services.container import Services
 from dingbox.services.inbox import MessageRecalled
-from dingbox.services.ui import UnknownUser
-from dingbox.store.ui_sql import Chat
+from dingbox.services.ui import Chat, UnknownUser
 from dingbox.web import live
 from dingbox.web.pages import CSRF_FIELD, CSRF_HEADER, csrf_ok, page, security_headers
 
