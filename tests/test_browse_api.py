@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, text
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, api_error, make_org, text
 
 TASK_KEYS = sorted(
     "task_id corp_id agent_id source status progress_in_percent accepted_at finished_at request counts"
@@ -21,12 +19,6 @@ def get(c: Client, path: str, **params: Any) -> dict[str, Any]:
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
     return body
-
-
-def error(resp: requests.Response) -> tuple[int, str]:
-    body = resp.json()
-    assert sorted(body) == ["error"] and sorted(body["error"]) == ["code", "message"], body
-    return resp.status_code, body["error"]["code"]
 
 
 def app(agent_id: int) -> list[dict[str, Any]]:
@@ -127,11 +119,11 @@ def test_users_of_an_empty_corp_and_bad_arguments(client: Client) -> None:
     assert client.load_org(make_org("hollow", apps=[])).status_code == 200
     assert get(client, "/corps/hollow/users") == {"users": [], "next_after": None}
     path = "/corps/dingdemo/users"
-    assert [error(client.api("GET", path, params={"limit": bad})) for bad in (0, 1001, "ten")] == [
+    assert [api_error(client.api("GET", path, params={"limit": bad})) for bad in (0, 1001, "ten")] == [
         (400, "invalid_request")
     ] * 3
     assert len(get(client, path, limit=1000)["users"]) == 3
-    assert error(client.api("GET", "/corps/nope/users")) == (404, "unknown_corp")
+    assert api_error(client.api("GET", "/corps/nope/users")) == (404, "unknown_corp")
 
 
 def test_unread_counts_skip_inboxes_of_users_no_longer_in_the_org(client: Client) -> None:
@@ -178,7 +170,7 @@ def test_departments_come_flat_in_tree_order_with_member_counts(client: Client) 
         (7, "Sales", 1, 1, 0),
     ]
     assert list(body["departments"][0]) == ["dept_id", "name", "parent_id", "depth", "member_count"]
-    assert error(client.api("GET", "/corps/nope/departments")) == (404, "unknown_corp")
+    assert api_error(client.api("GET", "/corps/nope/departments")) == (404, "unknown_corp")
 
 
 # -- tasks --------------------------------------------------------------------------------------
@@ -232,7 +224,7 @@ def test_tasks_bad_arguments(client: Client) -> None:
         {"source": "email"},
         {"before": 12345},
     ]
-    assert [error(client.api("GET", "/tasks", params=p)) for p in bad] == [(400, "invalid_request")] * 7
+    assert [api_error(client.api("GET", "/tasks", params=p)) for p in bad] == [(400, "invalid_request")] * 7
     assert get(client, "/tasks", limit=200) == {"tasks": [], "next_before": None}
 
 
@@ -251,8 +243,8 @@ def test_tasks_status_filter_sees_pending_tasks(start_server: Callable[..., Serv
 
 def test_inbox_of_an_unknown_corp_or_userid_is_404(client: Client) -> None:
     """A typo in a corp or userid fails instead of reading as an empty inbox; real empty inboxes are 200."""
-    assert error(client.api("GET", "/corps/nope/users/alice/messages")) == (404, "unknown_user")
-    assert error(client.api("GET", "/corps/dingdemo/users/alcie/messages")) == (404, "unknown_user")
+    assert api_error(client.api("GET", "/corps/nope/users/alice/messages")) == (404, "unknown_user")
+    assert api_error(client.api("GET", "/corps/dingdemo/users/alcie/messages")) == (404, "unknown_user")
     assert client.inbox("alice") == []
     assert client.inbox("carol", unread="true", source="robot") == []
 

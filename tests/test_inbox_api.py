@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, text
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, api_error, make_org, text
 
 START = "2026-03-02T10:00:00+08:00"
 REASONS = {
@@ -38,12 +38,6 @@ def page(c: Client, userid: str, **params: Any) -> dict[str, Any]:
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
     return body
-
-
-def error(resp: requests.Response) -> tuple[int, str]:
-    body = resp.json()
-    assert sorted(body) == ["error"] and sorted(body["error"]) == ["code", "message"], body
-    return resp.status_code, body["error"]["code"]
 
 
 # -- inbox --------------------------------------------------------------------------------------
@@ -90,7 +84,7 @@ def test_inbox_limit_is_at_most_200(client: Client) -> None:
     assert too_big.json() == {
         "error": {"code": "invalid_request", "message": "limit must be between 1 and 200"}
     }
-    assert [error(r) for r in (too_big, zero, word)] == [(400, "invalid_request")] * 3
+    assert [api_error(r) for r in (too_big, zero, word)] == [(400, "invalid_request")] * 3
 
 
 def test_inbox_before_must_name_a_message(client: Client) -> None:
@@ -102,7 +96,7 @@ def test_inbox_before_must_name_a_message(client: Client) -> None:
 
     assert unknown.status_code == 400
     assert unknown.json() == {"error": {"code": "invalid_request", "message": "before: no such message"}}
-    assert error(huge) == (400, "invalid_request")
+    assert api_error(huge) == (400, "invalid_request")
 
 
 def test_inbox_filters_by_source_and_unread(client: Client) -> None:
@@ -122,7 +116,7 @@ def test_inbox_filters_by_source_and_unread(client: Client) -> None:
     assert [m["task_id"] for m in notifications] == [second, first]
     assert robots == []
     assert [m["task_id"] for m in unread] == [second]
-    assert [error(bad_source), error(bad_unread)] == [(400, "invalid_request")] * 2
+    assert [api_error(bad_source), api_error(bad_unread)] == [(400, "invalid_request")] * 2
 
 
 def test_mark_read_is_idempotent_and_sets_read_at(client: Client) -> None:
@@ -154,7 +148,7 @@ def test_unknown_messages_are_404(client: Client) -> None:
     ]
 
     assert answers[0].json() == {"error": {"code": "not_found", "message": "no such message"}}
-    assert [error(r) for r in answers] == [(404, "not_found")] * 5
+    assert [api_error(r) for r in answers] == [(404, "not_found")] * 5
 
 
 # -- tasks --------------------------------------------------------------------------------------
@@ -268,7 +262,7 @@ def test_unknown_tasks_are_404(client: Client) -> None:
     answers = [client.api("GET", f"/tasks/{t}") for t in (123456789, "abc", 10**20, "-5")]
 
     assert answers[0].json() == {"error": {"code": "not_found", "message": "no such task"}}
-    assert [error(r) for r in answers] == [(404, "not_found")] * 4
+    assert [api_error(r) for r in answers] == [(404, "not_found")] * 4
 
 
 @pytest.mark.parametrize(
@@ -289,7 +283,7 @@ def test_unknown_api_paths_and_wrong_verbs_are_json_errors(
     resp = client.api(method, path)
 
     assert resp.headers["content-type"] == "application/json"
-    assert error(resp) == (status, code)
+    assert api_error(resp) == (status, code)
     allowed = resp.headers.get("allow")
     assert (None if allowed is None else set(allowed.split(", "))) == (
         None if allow is None else set(allow.split(", "))

@@ -5,14 +5,12 @@ Every test freezes the virtual clock, so no rule depends on when the suite happe
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from support import MESSAGES, Client, ServerProcess, make_org, text
+from support import MESSAGES, Client, ServerProcess, in_parallel, make_org, text
 
 APP, APP2, ISV = 5001, 5002, 6001
 SUITE = {"suite_key": "acme-suite", "suite_secret": "acme-suite-secret"}
@@ -77,19 +75,6 @@ def decided(c: Client, task_id: int) -> list[tuple[str, str, str | None, str | N
 
 def result(c: Client, tokens: dict[int, str], agent: int, task_id: int) -> dict[str, Any]:
     return c.result(tokens[agent], task_id, agent_id=agent)
-
-
-def in_parallel(base: str, jobs: Sequence[Callable[[Client], int]]) -> list[int]:
-    """Run jobs on 4 threads, each with its own HTTP session."""
-    local = threading.local()
-
-    def run(job: Callable[[Client], int]) -> int:
-        if not hasattr(local, "client"):
-            local.client = Client(base)
-        return job(local.client)
-
-    with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(run, jobs))
 
 
 # -- same content once per DingTalk day -------------------------------------------------------------

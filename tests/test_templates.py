@@ -6,16 +6,14 @@ Rule tests freeze the virtual clock, so no boundary depends on when the suite ha
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 import pytest
 
-from support import MESSAGES, Client, ServerProcess, make_org
+from support import MESSAGES, Client, ServerProcess, in_parallel, make_org
 
 SEND = MESSAGES + "sendbytemplate"
 FORM = "application/x-www-form-urlencoded;charset=utf-8"
@@ -94,18 +92,6 @@ def post(c: Client, data: bytes | str, content_type: str, query: dict[str, Any] 
     resp = c.http.post(c.base + SEND, params=query, data=data, headers={"Content-Type": content_type})
     assert resp.status_code == 200, resp.text
     return resp.json()
-
-
-def in_parallel(base: str, jobs: Sequence[Callable[[Client], int]]) -> list[int]:
-    local = threading.local()
-
-    def run(job: Callable[[Client], int]) -> int:
-        if not hasattr(local, "client"):
-            local.client = Client(base)
-        return job(local.client)
-
-    with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(run, jobs))
 
 
 DELIVERED = ("delivered", None, None)

@@ -274,13 +274,7 @@ def _robot(msg_key: str, c: dict[str, Any], remote_images: bool) -> View | None:
     if msg_key == "sampleImageMsg":
         return View("image", picture=_s(c.get("photoURL")))
     if msg_key == "sampleLink":
-        return View(
-            "link",
-            title=_s(c.get("title")),
-            text=_s(c.get("text")),
-            url=safe_url(c.get("messageUrl")),
-            picture=_s(c.get("picUrl")) or None,
-        )
+        return _link(c)
     if msg_key == "sampleActionCard":
         return View(
             "card",
@@ -361,13 +355,7 @@ def view(msgtype: str, content: Any, *, app_name: str = "", remote_images: bool 
     if msgtype == "markdown":
         return View("markdown", title=_s(c.get("title")), body=markdown_html(c.get("text"), **md))
     if msgtype == "link":
-        return View(
-            "link",
-            title=_s(c.get("title")),
-            text=_s(c.get("text")),
-            url=safe_url(c.get("messageUrl")),
-            picture=_s(c.get("picUrl")) or None,
-        )
+        return _link(c)
     if msgtype == "oa":
         return _oa(c, app_name)
     if msgtype == "action_card":
@@ -420,3 +408,14 @@ def plain_summary(msgtype: str, content: Any, limit: int = 80) -> str:
     text = v.title or v.text or re.sub(r"<[^>]+>", "", str(v.body)) or v.file_name or msgtype
     text = " ".join(html.unescape(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _link(c: dict[str, Any]) -> View:
+    """A link card; the robot's sampleLink and the work notification's link name their fields alike."""
+    return View(
+        "link",
+        title=_s(c.get("title")),
+        text=_s(c.get("text")),
+        url=safe_url(c.get("messageUrl")),
+        picture=_s(c.get("picUrl")) or None,
+    )
