@@ -15,7 +15,7 @@ from dingbox.params import MAX_INT64, Params
 from dingbox.runtime import Runtime
 from dingbox.services.inbox import InboxService, message_json
 from dingbox.services.notifications import NotificationService
-from dingbox.store import result_sql, task_sql, ui_sql
+from dingbox.store import browse_sql, result_sql, task_sql, ui_sql
 from dingbox.store.result_sql import MessageRow
 from dingbox.store.task_sql import TaskRow
 from dingbox.store.ui_sql import Chat
@@ -132,7 +132,7 @@ class UiService:
     ) -> InboxPage:
         store = self.rt.store
         person = await store.read(ui_sql.user, corp_id, userid)
-        if person is None and not await store.read(ui_sql.holds_messages, corp_id, userid):
+        if person is None and not await store.read(browse_sql.inbox_known, corp_id, userid):
             raise UnknownUser(userid)
         anchor = await store.read(result_sql.message_by_id, before) if before is not None else None
         rows = await store.read(ui_sql.chat_page, corp_id, userid, chat, limit=limit, before=anchor)

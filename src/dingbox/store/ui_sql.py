@@ -148,16 +148,6 @@ def user(tx: Tx, corp_id: str, userid: str) -> Row | None:
     return tx.one("SELECT name, active FROM users WHERE corp_id = ? AND userid = ?", (corp_id, userid))
 
 
-def holds_messages(tx: Tx, corp_id: str, userid: str) -> bool:
-    return (
-        tx.one(
-            "SELECT 1 FROM deliveries WHERE corp_id = ? AND userid = ? AND outcome = 0 LIMIT 1",
-            (corp_id, userid),
-        )
-        is not None
-    )
-
-
 def departments(tx: Tx, corp_id: str) -> tuple[list[Row], list[Row]]:
     """(dept_id, parent_id, name) by id, and (dept_id, userid, name, active) memberships by name."""
     depts = tx.all(
