@@ -196,7 +196,10 @@ class _Checkpointer:
                     return
                 self._wake.clear()
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    log.debug(
+                        "checkpoint of %s: %d of %d WAL frames in the database", self._path, copied, frames
+                    )
                 except sqlite3.Error as exc:  # a failing disk: the writer reports it; try again later
                     log.debug("checkpoint of %s failed: %s", self._path, exc)
                 if self._stop.wait(self.PAUSE):
@@ -233,6 +236,9 @@ class SQLiteStore(Store):
             self._writer_conn.execute("PRAGMA journal_mode = WAL")
             # the checkpointer thread copies the WAL back, so no commit waits for a checkpoint
             self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
+            # the WAL grows to the largest burst written without a pause (a fan-out); once it is
+            # restarted, give the disk back beyond 64 MiB
+            self._writer_conn.execute("PRAGMA journal_size_limit = 67108864")
             migrate_sqlite(self._writer_conn)
         except sqlite3.DatabaseError as exc:
             self._release_lock()
