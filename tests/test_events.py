@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
 from typing import Any
 
+from dingbox.events import QUEUE_SIZE, EventBus
 from support import Client
 
 
@@ -47,3 +49,24 @@ def test_task_wait_wakes_when_the_task_finishes(start_server: Any) -> None:
     took = time.monotonic() - t0
     assert task["status"] == 2
     assert took < 2.5  # the dispatch delay plus a wake-up, not a poll interval or the whole wait
+
+
+def test_a_subscriber_that_falls_behind_is_told_once_and_carries_on() -> None:
+    """The publisher never waits: a full queue is dropped and `get` says so once (None), so a waiter
+    re-reads the state it waits on and then receives new events as before."""
+
+    async def scenario() -> tuple[bool, list[Any], Any]:
+        bus = EventBus()
+        with bus.subscribe(["task.finished"]) as sub:
+            for n in range(QUEUE_SIZE + 5):
+                bus.publish("task.finished", "c", task_id=n)
+            overflowed = sub.overflowed
+            told = [await sub.get(0.01), await sub.get(0.01)]
+            bus.publish("task.finished", "c", task_id=-1)
+            after = await sub.get(1)
+        return overflowed, told, after
+
+    overflowed, told, after = asyncio.run(scenario())
+    assert overflowed
+    assert told == [None, None]  # once for the overflow, then a plain timeout: no busy loop of Nones
+    assert after is not None and after.data == {"task_id": -1}

@@ -78,13 +78,20 @@ class Subscription:
         self.queue.put_nowait(event)
 
     async def get(self, timeout: float | None = None) -> Event | None:
-        """The next event; None after an overflow or when `timeout` seconds pass without one."""
-        if self.overflowed and self.queue.empty():
+        """The next event; None when `timeout` seconds pass without one, or once after an overflow
+        (the caller re-reads the state it waits on; the subscription then carries on afresh)."""
+        if self.overflowed:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.overflowed = False
             return None
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            event = await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
             return None
+        if event is None:  # the overflow marker arrived while waiting
+            self.overflowed = False
+        return event
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
