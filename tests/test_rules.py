@@ -414,6 +414,26 @@ def test_visible_to_inactive_and_unknown_users(client: Client) -> None:
     assert result(client, tokens, APP, outside)["invalid_dept_id_list"] == []
 
 
+def test_an_org_load_changes_the_visible_range_of_later_sends(client: Client) -> None:
+    """The visible range is read once per org load: a load that moves a user into the range, or
+    widens it, is honoured by the next send at once."""
+    tokens = acme(client, departments=_DEPTS, extra_users=_PEOPLE, app={"visible_to": {"dept_ids": [2]}})
+    before = decided(client, send(client, tokens, APP, "before", userid_list="in2,out4"))
+    moved = [{**p, "dept_ids": [2]} if p["userid"] == "out4" else p for p in _PEOPLE]
+    tokens = acme(client, departments=_DEPTS, extra_users=moved, app={"visible_to": {"dept_ids": [2]}})
+    after_move = decided(client, send(client, tokens, APP, "after a move", userid_list="in2,out4,solo"))
+    tokens = acme(client, departments=_DEPTS, extra_users=moved, app={"visible_to": {"dept_ids": [2, 4]}})
+    after_widening = decided(client, send(client, tokens, APP, "after widening", userid_list="solo"))
+
+    assert [d[1:3] for d in before] == [("delivered", None), ("invalid", "not_visible")]
+    assert [d[1:3] for d in after_move] == [
+        ("delivered", None),
+        ("delivered", None),
+        ("invalid", "not_visible"),
+    ]
+    assert [d[1:3] for d in after_widening] == [("delivered", None)]
+
+
 def test_unknown_and_malformed_department_ids(client: Client) -> None:
     """DESIGN §3 rule 2: unknown department ids (any integer, 0 included) do not fail the call and are
     listed in invalid_dept_id_list as integers, negatives too; an id that is not an int64 is refused at

@@ -10,7 +10,7 @@ from dingbox.domain.directory import AppInfo, Directory
 from dingbox.domain.limits import AppLimits, LimitsProfile
 from dingbox.events import EventBus
 from dingbox.settings import Settings
-from dingbox.store import Store, org_sql, token_sql
+from dingbox.store import Store, dispatch_sql, org_sql, token_sql
 
 
 class Runtime:
@@ -23,6 +23,7 @@ class Runtime:
         self.dead_dispatch_loops: Callable[[], int] = lambda: 0  # set by whoever runs dispatchers
         self.limits = LimitsProfile.named(settings.limits)
         self._app_limits: dict[tuple[int, bool], AppLimits] = {}
+        self._visible: dict[int, frozenset[str]] = {}
 
     def app_limits(self, app: AppInfo, *, template: bool = False) -> AppLimits:
         """The limits an app's sends run under (profile and org overrides), computed once per org load."""
@@ -39,9 +40,23 @@ class Runtime:
             return self.limits.for_app(is_isv, {}, template=template)
         return self.app_limits(app, template=template)
 
+    async def visible_users(self, app: AppInfo | None) -> frozenset[str] | None:
+        """The userids an app's visible range holds (None: the whole corp, or an app the org no longer
+        has), read once per org load: a range over a large department is a subtree of every member."""
+        if app is None or app.visible_to is None:
+            return None
+        cache = self._visible  # an org load while reading replaces it; this answer stays with the old
+        found = cache.get(app.agent_id)
+        if found is None:
+            found = cache[app.agent_id] = await self.store.read(
+                dispatch_sql.visible_set, app.corp_id, app.visible_to
+            )
+        return found
+
     def _set_directory(self, directory: Directory) -> None:
         self.directory = directory
         self._app_limits = {}
+        self._visible = {}
 
     def refresh_sync(self) -> None:
         """Load what is cached in memory from the store (at start, before serving)."""

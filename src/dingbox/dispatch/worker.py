@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 
 from dingbox.clock import calendar_minute, dingtalk_day
-from dingbox.domain.org import Visibility
 from dingbox.runtime import Runtime
 from dingbox.store import dispatch_sql
 from dingbox.store.dispatch_sql import TaskContext, Written
@@ -157,17 +156,11 @@ class Dispatcher:
 
     async def _visible_sets(self, tasks: Sequence[TaskRow]) -> dict[int, frozenset[str] | None]:
         """The visible range of each app among `tasks`, as a set of userids (None: the whole corp)."""
-        sets: dict[int, frozenset[str] | None] = {}
-        for task in tasks:
-            agent_id = task.agent_id or 0
-            if agent_id not in sets:
-                visibility = self._visibility(task)
-                sets[agent_id] = (
-                    None
-                    if visibility is None
-                    else await self.rt.store.read(dispatch_sql.visible_set, task.corp_id, visibility)
-                )
-        return sets
+        apps = self.rt.directory.apps
+        return {
+            agent_id: await self.rt.visible_users(apps.get(agent_id))
+            for agent_id in {task.agent_id or 0 for task in tasks}
+        }
 
     # -- large tasks: resolved once, written batch by batch -----------------------------------------
 
@@ -179,8 +172,8 @@ class Dispatcher:
             _json_list(task.userids),
             _json_list(task.dept_ids),
             bool(task.to_all_user),
-            ctx.visibility,
         )
+        visible = await self.rt.visible_users(self.rt.directory.apps.get(task.agent_id or 0))
         recipients = plan.recipients
         if len(recipients) > dispatch_sql.MAX_POSITION:  # message ids hold the position in POS_BITS bits
             log.warning(
@@ -220,7 +213,7 @@ class Dispatcher:
                 owner,
                 pos,
                 recipients,
-                plan.visible,
+                visible,
                 self.rt.clock.now(),
                 time.time(),
                 most,
@@ -266,15 +259,10 @@ class Dispatcher:
 
     # -- shared -------------------------------------------------------------------------------------
 
-    def _visibility(self, task: TaskRow) -> Visibility | None:
-        app = self.rt.directory.apps.get(task.agent_id or 0)
-        return app.visible_to if app else None
-
     def _context(self, task: TaskRow) -> TaskContext:
         return TaskContext(
             task,
             self.rt.task_limits(task.agent_id, task.is_isv, template=task.source == "template"),
-            self._visibility(task),
             dingtalk_day(task.accepted_at),
             calendar_minute(task.accepted_at),
         )

@@ -102,7 +102,7 @@ class RobotService:
             app.agent_id,
             robot_code,
             userids,
-            app.visible_to,
+            await self.rt.visible_users(app),
             limit is not None,
         )
         sent = await self.rt.store.write(

@@ -113,7 +113,6 @@ def next_ready_at(tx: Tx, now_real: float) -> float | None:
 class Plan:
     recipients: list[RecipientRow]
     invalid_dept_ids: list[int]
-    visible: frozenset[str] | None
 
 
 _SUBTREE = (
@@ -129,7 +128,6 @@ def resolve(
     userids: Sequence[str],
     dept_ids: Sequence[str],
     to_all: bool,
-    visible: Visibility | None,
 ) -> Plan:
     """userid_list order, then users of the departments' subtrees by department id and userid; each once."""
     known: dict[str, bool] = {}
@@ -146,7 +144,7 @@ def resolve(
     if roots:
         listed = set(userids)  # the subtree query already names each user once
         recipients += [row for row in _subtree_users(tx, corp_id, roots) if row[0] not in listed]
-    return Plan(recipients, invalid, None if visible is None else visible_set(tx, corp_id, visible))
+    return Plan(recipients, invalid)
 
 
 def _split_dept_ids(tx: Tx, corp_id: str, dept_ids: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -195,12 +193,11 @@ def visible_set(tx: Tx, corp_id: str, visible: Visibility) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a task is decided under, from the process's directory and clock: its limits, the app's
-    visible range, and the DingTalk day and minute of its acceptance."""
+    """What a task is decided under: its app's limits, and the DingTalk day and minute of its
+    acceptance."""
 
     task: TaskRow
     limits: AppLimits
-    visibility: Visibility | None
     day: int
     minute: int
 

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dingbox.clock import calendar_minute, dingtalk_day
-from dingbox.domain.org import Visibility
 from dingbox.domain.pipeline import DecisionRow, RecipientRow
 from dingbox.store import delivery_sql, dispatch_sql, task_sql
 from dingbox.store.base import Tx, placeholders
@@ -29,7 +28,7 @@ class RobotBatch:
     agent_id: int
     robot_code: str
     userids: list[str]
-    visible_to: Visibility | None
+    visible: frozenset[str] | None  # the app's visible users (None: the whole corp)
     count_minute: bool  # read the robot's minute count (only a minute limit needs it)
 
 
@@ -43,9 +42,9 @@ class SentBatch:
 
 def record_send(tx: Tx, batch: RobotBatch, decide: Decide, clock: Callable[[], float]) -> SentBatch:
     now = clock()
-    plan = dispatch_sql.resolve(tx, batch.corp_id, batch.userids, [], False, batch.visible_to)
+    plan = dispatch_sql.resolve(tx, batch.corp_id, batch.userids, [], False)
     reached = _reached_in_minute(tx, batch.robot_code, calendar_minute(now)) if batch.count_minute else 0
-    decisions = decide(plan.recipients, plan.visible, reached)
+    decisions = decide(plan.recipients, batch.visible, reached)
     seq, task_id = task_sql.insert_task(tx, batch.task, now)
     delivered = delivery_sql.write_decisions(
         tx, seq, batch.corp_id, batch.agent_id, 0, decisions, dingtalk_day(now), None, now
