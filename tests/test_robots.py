@@ -314,6 +314,13 @@ def test_validation_follows_the_row_order_of_the_error_table(client: Client) -> 
     assert got == [(400, code) for _, code in rows]
 
 
+def test_a_msg_param_nested_past_the_json_bound_is_msg_param_invalid(client: Client) -> None:
+    """300 levels of nesting get the row's own code, as every other JSON dingbox reads (bound 64)."""
+    deep = '{"content": ' + '{"a": ' * 300 + "1" + "}" * 300 + "}"
+    body = {"robotCode": "dingdemobot", "userIds": ["alice"], "msgKey": "sampleText", "msgParam": deep}
+    assert v1_error(post(client, SEND, body, client.token())) == (400, "invalidParameter.msgParam.invalid")
+
+
 def test_msg_param_limit_counts_utf8_of_the_canonical_json(client: Client) -> None:
     """5000 Chinese characters escaped by json.dumps are 30,000 bytes as sent but 15,000 + 14 as
     canonical JSON: refused; 4990 (14,970 + 14 bytes) pass, however they were escaped."""

@@ -382,6 +382,9 @@ def test_unexpected_failure_is_500_without_a_traceback(server: ServerProcess, cl
         ({"userid_list": "u00000", "data": "{not json"}, "不合法的参数 data"),
         ({"userid_list": "u00000", "data": "[1]"}, "不合法的参数 data"),
         ({"userid_list": "u00000", "data": {"name": {"first": "A"}}}, "不合法的参数 data.name"),
+        ({"dept_id_list": "1,abc"}, "不合法的参数 dept_id_list"),  # typed as DingTalk types it
+        ({"dept_id_list": "9" * 5000}, "不合法的参数 dept_id_list"),
+        ({"userid_list": "u00000", "data": "[" * 300 + "]" * 300}, "不合法的参数 data"),
     ],
 )
 def test_missing_or_malformed_parameters_are_40035(

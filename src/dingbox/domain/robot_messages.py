@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from dingbox import errors
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.messages import canonical_json
 from dingbox.domain.pipeline import BatchFacts, DecisionRow, Outcome, RecipientRow, decide_batch
+from dingbox.params import load_json
 
 USER_IDS_MAX = 20  # spec §5.1, §10 #6: the seed's field and intro say 20 (its error text says 100)
 MSG_PARAM_MAX_BYTES = 15000  # spec §5.1: the group send's documented limit, used for one-to-one too
@@ -158,8 +157,8 @@ def parse_msg_param(key: MsgKey, text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         raise errors.InvalidParameter("msgParam", "为空")
     try:
-        params = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        params = load_json(text)
+    except ValueError:  # not JSON, or nested past the bound every surface keeps
         raise errors.MsgParamInvalid() from None
     if not isinstance(params, dict):
         raise errors.MsgParamInvalid()

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from dingbox import errors
+from dingbox.params import load_json
 
 TEMPLATE_MSGTYPES = ("markdown", "action_card", "oa")  # spec §3.2: Markdown, ActionCard, Form (OA)
 TEMPLATE_STATUSES = ("approved", "pending", "disabled")
@@ -84,8 +85,8 @@ def coerce_data(value: Any) -> tuple[dict[str, str], list[str]]:
 
 def _json_object(text: str) -> dict[str, Any] | None:
     try:
-        parsed = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        parsed = load_json(text)
+    except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None
 

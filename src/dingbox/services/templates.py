@@ -40,7 +40,7 @@ class TemplateSend:
     agent_id: int
     template_id: str
     userids: list[str]
-    dept_ids: list[str]
+    dept_ids: list[str]  # int64 decimal text
     data: dict[str, str]
     request: dict[str, Any]  # the parameters as received, token removed, kept on the task
     warnings: list[str]  # about lenient parsing of the wire form
@@ -87,7 +87,8 @@ class TemplateService:
             raise errors.NoPermission()
 
     async def send(self, principal: Principal, call: TemplateSend) -> AcceptedTask:
-        """Checks in order: caller (60011), agent (400002), template (885001, 885006), recipients
+        """Checks in order: caller (60011; the adapter has also checked it before reading any
+        parameter, and read them: 40035), agent (400002), template (885001, 885006), recipients
         (40035, 40032, 40066), then the substituted message as any message (40035, 45002)."""
         self.authorize(principal)
         app = self.notifications.owned_app(principal, call.agent_id)

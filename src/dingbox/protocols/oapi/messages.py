@@ -23,7 +23,7 @@ def template_send(params: Params) -> TemplateSend:
     template_id = params.text("template_id")
     assert agent_id is not None and template_id is not None
     userids = params.id_list("userid_list")
-    dept_ids = params.id_list("dept_id_list")
+    dept_ids = params.int_list("dept_id_list")  # typed as DingTalk types it: 40035 for "abc"
     data, data_warnings = coerce_data(params.raw("data"))
     return TemplateSend(
         agent_id=agent_id,
