@@ -151,7 +151,8 @@ def test_tasks_that_cannot_be_decided_end_and_never_hold_their_app_back(start_se
     """A large task (departments) and a small one whose stored requests no dispatch can decide — as an
     older dingbox stored a 5,000-digit department id — end as status 2 with `dispatch_error`, logged once,
     and the app's later task is delivered."""
-    server: ServerProcess = start_server("--dispatch-delay", "2", "--log-level", "info")
+    # the delay leaves room to change the stored rows before dispatch, even on a loaded machine
+    server: ServerProcess = start_server("--dispatch-delay", "8", "--log-level", "info")
     c = Client(server.url)
     token = c.token()
     large = c.send(token, dept_id_list="2", userid_list="alice")["task_id"]
@@ -165,7 +166,7 @@ def test_tasks_that_cannot_be_decided_end_and_never_hold_their_app_back(start_se
         "task_id"
     ]
 
-    after = c.task(later, wait=20)
+    after = c.task(later, wait=40)
     first, second = c.task(large, wait=0), c.task(small, wait=0)
 
     assert (after["status"], after["counts"]) == (2, {"delivered": 1})

@@ -140,7 +140,7 @@ def test_connection_variables(start_server: StartServer) -> None:
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-        assert time.monotonic() - started < seconds + 1
+        assert time.monotonic() - started < seconds + 2  # plus the quarter-second sweep, on a loaded machine
         return data
 
     address = ("127.0.0.1", server.port)

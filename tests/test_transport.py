@@ -77,6 +77,7 @@ def test_client_hanging_up_mid_body_logs_no_traceback(start_server: StartServer)
     time.sleep(0.5)
     assert client.api("GET", "/health").json()["pending_tasks"] == 0  # no send was accepted
     assert [c["corp_id"] for c in client.api("GET", "/corps").json()["corps"]] == ["dingdemo"]
+    server.stop()  # every line it logged is in its output now
     output = "".join(server.output)
     assert "Traceback" not in output
     assert " ERROR " not in output and "ERROR:" not in output
@@ -84,7 +85,7 @@ def test_client_hanging_up_mid_body_logs_no_traceback(start_server: StartServer)
 
 def test_slow_headers_get_408_and_others_are_served(start_server: StartServer) -> None:
     """A client trickling its headers, or sending nothing, is answered 408 and dropped at the deadline."""
-    server = start_server("--header-timeout", "1")
+    server = start_server("--header-timeout", "2")  # deadlines are swept every quarter second
     silent = connect(server)
     loris = connect(server)
     started = time.monotonic()
@@ -96,9 +97,9 @@ def test_slow_headers_get_408_and_others_are_served(start_server: StartServer) -
     answer = read_all(loris)
     elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408 "), answer
-    assert 0.9 <= elapsed < 3, elapsed
+    assert 1.9 <= elapsed < 4, elapsed
     assert read_all(silent).startswith(b"HTTP/1.1 408 ")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4
 
 
 def test_slow_body_gets_408_and_its_work_is_dropped(start_server: StartServer) -> None:
@@ -111,7 +112,7 @@ def test_slow_body_gets_408_and_its_work_is_dropped(start_server: StartServer) -
     assert 0.9 <= time.monotonic() - started < 3
     client = Client(server.url)
     assert [c["corp_id"] for c in client.api("GET", "/corps").json()["corps"]] == ["dingdemo"]
-    time.sleep(0.3)
+    server.stop()  # every line it logged is in its output now
     assert "Traceback" not in "".join(server.output)
 
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from dingbox.api.waits import disconnected
 from dingbox.events import KINDS, Event
 from dingbox.services.container import Services
 
@@ -57,7 +58,7 @@ class EventStream(Response):
             }
         )
         pump = asyncio.ensure_future(self._pump(send))
-        watcher = asyncio.ensure_future(_disconnected(receive))
+        watcher = asyncio.ensure_future(disconnected(receive))
         stopping = False
         try:
             await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -98,11 +99,6 @@ class EventStream(Response):
             if pending is not None and not pending.done():
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def parse_kinds(values: list[str]) -> frozenset[str] | None:

@@ -7,24 +7,25 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from starlette.requests import Request
+from starlette.types import Receive
 
 T = TypeVar("T")
 
 
-async def _disconnected(request: Request) -> None:
-    receive = request.receive
+async def disconnected(receive: Receive) -> None:
+    """Returns once the client has hung up (whatever of the request body is left is discarded)."""
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-class ClientGone(Exception):
+class WaitAbandoned(Exception):
     """The client hung up while its request waited; nobody is left to answer."""
 
 
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work`; cancel it and raise ClientGone if the client disconnects first."""
+    """Run `work`; cancel it and raise WaitAbandoned if the client disconnects first."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    watcher = asyncio.ensure_future(disconnected(request.receive))
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -32,5 +33,5 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
     if not task.done():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        raise ClientGone()
+        raise WaitAbandoned()
     return task.result()

@@ -66,10 +66,11 @@ ADVISORY_CHARS: dict[str, int] = {
     "action_card.markdown": 1000,
 }
 
-_SHORTEST_ADVISORY = min(ADVISORY_CHARS.values())
 _ADVISORY_BY_TYPE: dict[str, list[tuple[str, int, list[str]]]] = {}
 for _path, _limit in ADVISORY_CHARS.items():
     _ADVISORY_BY_TYPE.setdefault(_path.split(".")[0], []).append((_path, _limit, _path.split(".")))
+# per type: a canonical message no longer than its type's shortest advisory length cannot exceed any
+_SHORTEST_ADVISORY = {t: min(limit for _, limit, _ in fields) for t, fields in _ADVISORY_BY_TYPE.items()}
 
 VOICE_SECONDS = range(1, 60)  # spec §4.3: a positive integer below 60
 BTN_ORIENTATIONS = ("0", "1")  # spec §4.8, §10 #11: "0" vertical, "1" horizontal
@@ -126,7 +127,7 @@ def advisory_warnings(canonical: Obj, canonical_bytes: int | None = None) -> lis
     Given the size of the canonical JSON, a message too short to hold a long field is not walked.
     """
     warnings = oa_warnings(canonical["oa"]) if canonical["msgtype"] == "oa" else []
-    if canonical_bytes is not None and canonical_bytes <= _SHORTEST_ADVISORY:
+    if canonical_bytes is not None and canonical_bytes <= _SHORTEST_ADVISORY.get(canonical["msgtype"], 0):
         return warnings
     for field_path, limit, keys in _ADVISORY_BY_TYPE.get(canonical["msgtype"], ()):
         value: Any = canonical

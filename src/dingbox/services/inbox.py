@@ -16,7 +16,9 @@ from dingbox.store.result_sql import MessageRow
 from dingbox.store.task_sql import POS_BITS, TaskRow
 
 MAX_PAGE = 200
-MAX_CURSOR = (1 << POS_BITS) - 1  # a task's recipient positions fit in POS_BITS bits
+# A recipient cursor is a position inside one task's block of delivery ids (POS_BITS bits): past the
+# block it could only overflow the id arithmetic in SQL.
+MAX_CURSOR = (1 << POS_BITS) - 1
 _OUTCOME_NAMES = {Outcome.FORBIDDEN: "forbidden", Outcome.INVALID: "invalid", Outcome.FAILED: "failed"}
 
 
@@ -167,17 +169,12 @@ class InboxService:
         body["next_cursor"] = page[-1][0] + 1 if more and page else None
         return body
 
-    async def pending(self) -> tuple[int, float]:
-        count, oldest = await self.rt.store.read(task_sql.pending_stats)
-        lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
-        return count, lag
-
     async def drain(self, timeout: float) -> bool:
         """True once no task is pending; False after `timeout` seconds. Re-counts when tasks finish."""
         deadline = time.monotonic() + timeout
         with self.rt.events.subscribe(["task.finished"]) as sub:
             while True:
-                count, _ = await self.pending()
+                count, _ = await self.rt.store.read(task_sql.pending_stats)
                 if count == 0:
                     return True
                 left = deadline - time.monotonic()

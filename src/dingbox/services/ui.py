@@ -10,10 +10,10 @@ from typing import Any
 from dingbox import errors
 from dingbox.clock import SHANGHAI, calendar_minute, dingtalk_day
 from dingbox.domain.directory import Principal
-from dingbox.domain.pipeline import threshold
+from dingbox.domain.pipeline import FORBIDDEN_CODES, threshold
 from dingbox.params import MAX_INT64, Params
 from dingbox.runtime import Runtime
-from dingbox.services.inbox import InboxService, message_json
+from dingbox.services.inbox import InboxService, UnknownUser, message_json
 from dingbox.services.notifications import NotificationService
 from dingbox.store import browse_sql, result_sql, task_sql, ui_sql
 from dingbox.store.result_sql import MessageRow
@@ -25,10 +25,6 @@ __all__ = ["Chat", "UiService"]
 USERS_SHOWN = 500
 RESULT_SHOWN = 10_000  # recipients; a bigger getsendresult answer is not printed in a page
 HOLDERS_SHOWN = 20
-
-
-class UnknownUser(LookupError):
-    """An inbox of a user the corp does not have and who holds no messages."""
 
 
 @dataclass
@@ -286,10 +282,10 @@ class UiService:
             day=datetime.fromtimestamp(now, SHANGHAI).strftime("%Y-%m-%d"),
             minute=datetime.fromtimestamp(minute * 60, SHANGHAI).strftime("%H:%M"),
             daily_cap=limits.daily_per_user,
-            daily_code=("143105", "143205")[side],
+            daily_code=FORBIDDEN_CODES["daily_cap"][side],
             minute_cap=limits.per_minute,
             minute_used=await store.read(ui_sql.minute_count, app.agent_id, minute),
-            minute_code=("143103", "143203")[side],
+            minute_code=FORBIDDEN_CODES["minute_cap"][side],
         )
         page.rows = [
             QuotaRow(userid, name, active, counts.get(userid, 0), limits.daily_per_user)

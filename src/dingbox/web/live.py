@@ -20,7 +20,8 @@ from starlette.routing import Route
 from dingbox.api.events import EventStream, sse
 from dingbox.events import Event, Subscription
 from dingbox.services.container import Services
-from dingbox.services.ui import Chat, UnknownUser
+from dingbox.services.inbox import UnknownUser
+from dingbox.services.ui import Chat
 from dingbox.web.pages import macro, short_time
 
 SETTLE_SECONDS = 0.15  # how long a stream lets a burst of events gather before it renders once

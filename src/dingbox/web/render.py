@@ -333,7 +333,7 @@ def _group(msgtype: str, c: dict[str, Any], remote_images: bool) -> View | None:
             {
                 "title": _s(item.get("title")),
                 "url": safe_url(item.get("messageURL")),
-                "picture": item.get("picURL"),
+                "picture": _s(item.get("picURL")),
             }
             for item in raw
             if isinstance(item, dict)

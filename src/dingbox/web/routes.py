@@ -17,8 +17,8 @@ from starlette.staticfiles import StaticFiles
 from dingbox.domain.directory import Directory
 from dingbox.params import MAX_INT64
 from dingbox.services.container import Services
-from dingbox.services.inbox import MessageRecalled
-from dingbox.services.ui import Chat, UnknownUser
+from dingbox.services.inbox import MessageRecalled, UnknownUser
+from dingbox.services.ui import Chat
 from dingbox.web import live
 from dingbox.web.pages import CSRF_FIELD, CSRF_HEADER, csrf_ok, page, security_headers
 

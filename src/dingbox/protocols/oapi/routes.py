@@ -87,10 +87,11 @@ async def handle(request: Request, services: Services) -> Response:
         result = await route.handler(OapiCall(request, params, principal, services))  # type: ignore[arg-type]
     except errors.DingboxError as exc:
         return envelope.error(exc, family=family)
-    except errors.Unavailable:  # logged once by the store
-        return envelope.error(errors.StoreUnavailable(), family=family)
-    except Exception:
-        log.exception("unexpected failure on %s %s", request.method, path)
+    except Exception as exc:
+        # a failing store is logged once by the store; anything else is a fault of ours, with its trace
+        if not isinstance(exc, errors.Unavailable):
+            log.exception("unexpected failure on %s %s", request.method, path)
+        # DingTalk's system error on oapi: -1 系统繁忙, or the route's own (sendbytemplate: 500 系统异常)
         unexpected = route.unexpected if route is not None else errors.SystemBusy
         return envelope.error(unexpected(), family=family)
     if isinstance(result, Response):
