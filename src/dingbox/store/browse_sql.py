@@ -131,8 +131,8 @@ def tasks_page(
             where.append(f"{column} = ?")
             params.append(value)
     if status is not None and status < 2:
-        # implied by status = 0 or 1, but SQLite only picks the partial index tasks_pending (status,
-        # seq) WHERE status < 2 when the query states its condition: then unfinished tasks are found
+        # implied by status = 0 or 1, but SQLite only picks the partial index tasks_pending (seq)
+        # WHERE status < 2 when the query states its condition: then unfinished tasks are found
         # without reading every finished one
         where.append("status < 2")
     if before_seq is not None:

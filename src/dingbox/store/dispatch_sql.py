@@ -53,8 +53,9 @@ def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow
     """Claim up to `limit` ready tasks, oldest first, leaving out any app with an earlier unfinished task
     claimed by another dispatcher (one app's tasks are decided in acceptance order).
 
-    Reads the `tasks_unclaimed` index in seq order and stops at the first task not ready yet (tasks
-    become ready in acceptance order: `not_before` is the accept time plus one fixed delay), so a claim
+    Reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and stops at the
+    first task not ready yet (tasks become ready in acceptance order: `not_before` is the accept time
+    plus one fixed delay), so a claim
     costs the same with 10 or 100,000 tasks pending. Each app seen costs one look-up of its oldest
     unfinished task in `tasks_agent_pending`.
     """

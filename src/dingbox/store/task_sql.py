@@ -211,18 +211,10 @@ def update_status_bar(tx: Tx, seq: int, bar: dict[str, Any]) -> None:
 
 
 def pending_stats(tx: Tx) -> tuple[int, float | None]:
-    """(tasks not finished, when the oldest of them became ready), off the two pending-task indexes."""
-    count = 0
-    oldest: float | None = None
-    for claimed in ("IS NULL", "IS NOT NULL"):
-        row = tx.one(f"SELECT COUNT(*) FROM tasks WHERE status < 2 AND claimed_by {claimed}")
-        first = tx.one(
-            f"SELECT not_before FROM tasks WHERE status < 2 AND claimed_by {claimed} ORDER BY seq LIMIT 1"
-        )
-        count += int(row[0]) if row else 0
-        if first is not None and (oldest is None or first[0] < oldest):
-            oldest = float(first[0])
-    return count, oldest
+    """(tasks not finished, when the oldest of them became ready), off the `tasks_pending` index."""
+    row = tx.one("SELECT COUNT(*) FROM tasks WHERE status < 2")
+    first = tx.one("SELECT not_before FROM tasks WHERE status < 2 ORDER BY seq LIMIT 1")
+    return (int(row[0]) if row else 0), (float(first[0]) if first else None)
 
 
 class TaskTotals(NamedTuple):

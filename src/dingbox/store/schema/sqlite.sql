@@ -189,7 +189,7 @@ CREATE TABLE minute_counts (
 -- One app's tasks are decided in order of acceptance: the claim looks for earlier unfinished ones.
 CREATE INDEX tasks_agent_pending ON tasks (agent_id, seq) WHERE status < 2;
 
--- Dispatchers claim the oldest unclaimed pending tasks straight off tasks_unclaimed, in seq order;
--- tasks_claimed holds the few in flight. Together they give the oldest pending task at once.
-CREATE INDEX tasks_unclaimed ON tasks (seq) WHERE status < 2 AND claimed_by IS NULL;
-CREATE INDEX tasks_claimed ON tasks (seq) WHERE status < 2 AND claimed_by IS NOT NULL;
+
+-- Every unfinished task in acceptance order: claims read it, and the backlog's size and age and the
+-- task list's status filter come off it.
+CREATE INDEX tasks_pending ON tasks (seq) WHERE status < 2;
