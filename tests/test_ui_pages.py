@@ -180,6 +180,23 @@ def test_task_page_says_why_each_recipient_was_not_delivered(client: Client) -> 
     assert rows == [("forbidden", "alice")]
 
 
+def test_task_page_filters_over_every_recipient_not_only_the_first_page(client: Client) -> None:
+    """A filter pages over the recipients that match: the 300 forbidden ones of a 1,500-recipient task
+    sit past the first 1,000 recipients the page shows, and are all there."""
+    org = make_org(users=1500)
+    org["corps"][0]["apps"][0]["limits"] = {"per_call": 1200}
+    assert client.load_org(org).status_code == 200
+    token = client.token("acme-key", "acme-secret")
+    task_id = client.sent(token, msg=text("everyone"), to_all_user=True, agent_id=5001)
+    html = ui(client, f"/tasks/{task_id}", outcome="forbidden").text
+    rows = re.findall(r'<tr class="outcome-(\w+)" data-userid="([^"]+)"', html)
+    assert rows == [("forbidden", f"u{n:05d}") for n in range(1200, 1500)]
+    assert (
+        re.findall(r'<tr class="outcome-(\w+)"', ui(client, f"/tasks/{task_id}", outcome="nonsense").text)
+        == []
+    )
+
+
 def test_task_page_shows_getsendresult_errors_as_the_app_would_get_them(client: Client) -> None:
     assert client.load_org(make_org(users=101)).status_code == 200
     token = client.token("acme-key", "acme-secret")

@@ -70,12 +70,18 @@ def recipient_outcome(outcome: int, read: bool, recalled: bool) -> str:
     return _OUTCOME_NAMES[Outcome(outcome)]
 
 
-def task_json(task: TaskRow, outcome_counts: list[Row]) -> dict[str, Any]:
-    """The Task object without its recipients; `outcome_counts` as result_sql.outcome_counts gives them."""
+def outcome_totals(outcome_counts: list[Row]) -> dict[str, int]:
+    """Recipients by outcome name (delivered, read, recalled, …) from result_sql.outcome_counts' groups."""
     counts: dict[str, int] = {}
     for outcome, read, recalled, n in outcome_counts:
         name = recipient_outcome(outcome, bool(read), bool(recalled))
         counts[name] = counts.get(name, 0) + n
+    return counts
+
+
+def task_json(task: TaskRow, outcome_counts: list[Row]) -> dict[str, Any]:
+    """The Task object without its recipients; `outcome_counts` as result_sql.outcome_counts gives them."""
+    counts = outcome_totals(outcome_counts)
     return {
         "task_id": task.task_id,
         "corp_id": task.corp_id,
@@ -139,15 +145,26 @@ class InboxService:
                 )
         return message_json(row)
 
-    async def task(self, task_id: int, *, wait: float, cursor: int, limit: int) -> dict[str, Any] | None:
-        """The task; with `wait`, once it has finished or `wait` seconds have passed, woken by the bus."""
+    async def task(
+        self,
+        task_id: int,
+        *,
+        wait: float,
+        cursor: int,
+        limit: int,
+        outcome: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The task; with `wait`, once it has finished or `wait` seconds have passed, woken by the bus.
+        Its recipients page from `cursor`, only those with `outcome` and `reason` when given."""
         store = self.rt.store
         deadline = time.monotonic() + wait
+        read = (result_sql.task_detail, task_id, cursor, limit + 1, outcome, reason)
         with self.rt.events.subscribe(["task.finished"], lambda e: e.data["task_id"] == task_id) as sub:
-            detail = await store.read(result_sql.task_detail, task_id, cursor, limit + 1)
+            detail = await store.read(*read)
             while detail is not None and detail[0].status != 2 and (left := deadline - time.monotonic()) > 0:
                 await sub.get(left)  # an overflow or a timeout also lands here: re-read either way
-                detail = await store.read(result_sql.task_detail, task_id, cursor, limit + 1)
+                detail = await store.read(*read)
         if detail is None:
             return None
         return self._task_json(*detail, limit)

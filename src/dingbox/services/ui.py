@@ -13,7 +13,7 @@ from dingbox.domain.directory import Principal
 from dingbox.domain.pipeline import FORBIDDEN_CODES, threshold
 from dingbox.params import MAX_INT64, Params
 from dingbox.runtime import Runtime
-from dingbox.services.inbox import InboxService, UnknownUser, message_json
+from dingbox.services.inbox import InboxService, UnknownUser, message_json, outcome_totals
 from dingbox.services.notifications import NotificationService
 from dingbox.store import browse_sql, result_sql, task_sql, ui_sql
 from dingbox.store.result_sql import MessageRow
@@ -166,36 +166,35 @@ class UiService:
         return [self._chat_info(s) for s in await self.rt.store.read(ui_sql.conversations, corp_id, userid)]
 
     async def recent_tasks(self, corp_id: str | None = None, limit: int = 20) -> list[TaskSummary]:
-        tasks = await self.rt.store.read(ui_sql.recent_tasks, corp_id, limit)
-        return [await self.task_summary(t) for t in tasks]
-
-    async def task_summary(self, task: TaskRow) -> TaskSummary:
-        """Counts by outcome; only a task that did not deliver to everyone needs its rows grouped."""
-        store = self.rt.store
-        if task.cursor > task.delivered:
-            task_json = await self.inbox_service.task(task.task_id, wait=0, cursor=0, limit=1)
-            counts = dict(task_json["counts"]) if task_json else {}
-        else:
-            read = await store.read(ui_sql.read_count, task.seq)
-            counts = {"delivered": task.delivered - read, "read": read}
-        return TaskSummary(task, self.app_name(task.agent_id), {k: v for k, v in counts.items() if v})
+        """The newest tasks with their counts, read as `GET /api/v1/tasks` reads them."""
+        summaries = await self.rt.store.read(
+            browse_sql.tasks_page,
+            before_seq=None,
+            limit=limit,
+            corp_id=corp_id,
+            agent_id=None,
+            source=None,
+            status=None,
+        )
+        return [
+            TaskSummary(s.task, self.app_name(s.task.agent_id), outcome_totals(s.outcome_counts))
+            for s in summaries[:limit]
+        ]
 
     async def task(
         self, task_id: int, *, outcome: str | None, reason: str | None, cursor: int, limit: int
     ) -> dict[str, Any] | None:
-        """The task with its recipients (filtered in the page), the limits behind cap reasons, and
-        the send_result getsendresult answers now."""
-        found = await self.inbox_service.task(task_id, wait=0, cursor=cursor, limit=limit)
+        """The task with its recipients (those with `outcome` and `reason` when given, paged), the
+        limits behind cap reasons, and the send_result getsendresult answers now."""
+        found = await self.inbox_service.task(
+            task_id, wait=0, cursor=cursor, limit=limit, outcome=outcome, reason=reason
+        )
         if found is None:
             return None
         row = await self.rt.store.read(task_sql.task_by_id, task_id)
         assert row is not None
         limits = self.rt.task_limits(row.agent_id, row.is_isv, template=row.source == "template")
-        recipients = [
-            r
-            for r in found["recipients"]
-            if (outcome is None or r["outcome"] == outcome) and (reason is None or r["reason"] == reason)
-        ]
+        recipients = found["recipients"]
         for r in recipients:
             r["threshold"] = (
                 threshold(r["reason"], limits) if r["reason"] in ("daily_cap", "minute_cap") else None

@@ -92,22 +92,47 @@ def result_lists(tx: Tx, task_seq: int) -> ResultLists:
     return ResultLists(found["unread"], found["read"], forbidden, found["invalid"], found["failed"])
 
 
-def recipient_page(tx: Tx, task_seq: int, cursor: int, limit: int) -> list[Row]:
-    """(pos, userid, outcome, reason, code, id, read_at, recalled) from position `cursor` on."""
+# The recipient outcomes of the Task object, as conditions on a delivery row.
+OUTCOME_CONDITIONS = {
+    "delivered": "outcome = 0 AND read_at IS NULL AND recalled = 0",
+    "read": "outcome = 0 AND read_at IS NOT NULL AND recalled = 0",
+    "recalled": "outcome = 0 AND recalled = 1",
+    "forbidden": "outcome = 1",
+    "invalid": "outcome = 2",
+    "failed": "outcome = 3",
+}
+
+
+def recipient_page(
+    tx: Tx, task_seq: int, cursor: int, limit: int, outcome: str | None = None, reason: str | None = None
+) -> list[Row]:
+    """(pos, userid, outcome, reason, code, id, read_at, recalled) from position `cursor` on, of the
+    recipients with that outcome (a name of `OUTCOME_CONDITIONS`) and reason when given."""
     low, high = delivery_range(task_seq)
+    where, params = "", []
+    if outcome is not None:
+        if outcome not in OUTCOME_CONDITIONS:
+            return []  # no recipient has an outcome of another name
+        where += f" AND {OUTCOME_CONDITIONS[outcome]}"
+    if reason is not None:
+        where += " AND reason = ?"
+        params.append(reason)
     return tx.all(
         "SELECT pos, userid, outcome, reason, code, id, read_at, recalled FROM deliveries"
-        " WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
-        (low + cursor, high, limit),
+        f" WHERE id >= ? AND id < ?{where} ORDER BY id LIMIT ?",
+        (low + cursor, high, *params, limit),
     )
 
 
-def task_detail(tx: Tx, task_id: int, cursor: int, limit: int) -> tuple[TaskRow, list[Row], list[Row]] | None:
+def task_detail(
+    tx: Tx, task_id: int, cursor: int, limit: int, outcome: str | None = None, reason: str | None = None
+) -> tuple[TaskRow, list[Row], list[Row]] | None:
     """(task, outcome counts, recipients from `cursor`) read in one snapshot, so they agree."""
     task = task_by_id(tx, task_id)
     if task is None:
         return None
-    return task, outcome_counts(tx, task.seq), recipient_page(tx, task.seq, cursor, limit)
+    page = recipient_page(tx, task.seq, cursor, limit, outcome, reason)
+    return task, outcome_counts(tx, task.seq), page
 
 
 def outcome_counts(tx: Tx, task_seq: int) -> list[Row]:

@@ -8,7 +8,7 @@ from typing import Any
 from dingbox.params import MAX_INT64
 from dingbox.store.base import Row, Tx, placeholders
 from dingbox.store.result_sql import MESSAGE_COLUMNS, MessageRow
-from dingbox.store.task_sql import TASK_COLUMNS, TaskRow, delivery_range
+from dingbox.store.task_sql import delivery_range
 
 _FROM = " FROM deliveries d JOIN tasks t ON t.seq = d.task_seq"
 _UNREAD = "d.read_at IS NULL AND d.recalled = 0"
@@ -165,17 +165,6 @@ def departments(tx: Tx, corp_id: str) -> tuple[list[Row], list[Row]]:
         (corp_id,),
     )
     return depts, members
-
-
-def recent_tasks(tx: Tx, corp_id: str | None, limit: int) -> list[TaskRow]:
-    where, params = ("WHERE corp_id = ?", (corp_id,)) if corp_id else ("", ())
-    rows = tx.all(f"SELECT {TASK_COLUMNS} FROM tasks {where} ORDER BY seq DESC LIMIT ?", (*params, limit))
-    return [TaskRow(*r) for r in rows]
-
-
-def read_count(tx: Tx, task_seq: int) -> int:
-    row = tx.one("SELECT read_count FROM tasks WHERE seq = ?", (task_seq,))
-    return int(row[0]) if row else 0
 
 
 def search(
