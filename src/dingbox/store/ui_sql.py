@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,11 +96,15 @@ def chat_page(
 
 
 def messages_after(tx: Tx, corp_id: str, userid: str, after_id: int, limit: int) -> list[MessageRow]:
-    """The user's messages with an id above `after_id` (delivered since a page was drawn), oldest first."""
+    """The user's messages that come after message `after_id` in inbox order (created_at, then id):
+    those delivered since a page showing it was drawn, oldest first. A delivery id follows its task's
+    acceptance, not its delivery, so the order is the inbox's own, read off its index."""
+    anchor = tx.one("SELECT created_at FROM deliveries WHERE id = ?", (after_id,))
+    created_at = anchor[0] if anchor else -math.inf  # no anchor: the page showed no message
     rows = tx.all(
         f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE d.corp_id = ? AND d.userid = ? AND d.outcome = 0"
-        " AND d.id > ? ORDER BY d.id LIMIT ?",
-        (corp_id, userid, after_id, limit),
+        " AND (d.created_at, d.id) > (?, ?) ORDER BY d.created_at, d.id LIMIT ?",
+        (corp_id, userid, created_at, after_id, limit),
     )
     return [MessageRow(*r) for r in rows]
 

@@ -129,9 +129,6 @@ def routes(services: Services) -> list[Route]:
             for e in events:
                 if e.kind == "message.delivered":
                     fresh |= {mid for mid, uid in e.data["messages"] if uid == userid}
-                elif e.kind in ("task.finished", "robot.sent"):
-                    if "task_id" in e.data:
-                        fresh |= set(await ui.task_message_ids(e.data["task_id"], corp_id, userid))
                 elif e.kind == "message.read":
                     changed.add(e.data["message_id"])
                 elif e.kind == "message.recalled":
@@ -139,7 +136,7 @@ def routes(services: Services) -> list[Route]:
                     if ids is None:
                         ids = await ui.task_message_ids(e.data["task_id"], corp_id, userid)
                     changed |= set(ids)
-            fresh -= shown  # a finished task names messages its batches already brought
+            fresh -= shown  # already added by the catch-up read of `initial`
             shown.update(fresh)
             ops = [] if older else items(await ui.messages(sorted(fresh)), "prepend")
             ops += items(await ui.messages(sorted(changed - fresh)), "replace")
@@ -147,7 +144,7 @@ def routes(services: Services) -> list[Route]:
                 ops += await chats()
             return ops
 
-        kinds = ("message.delivered", "task.finished", "message.read", "message.recalled", "robot.sent")
+        kinds = ("message.delivered", "message.read", "message.recalled")
         return stream(services, kinds, accept, render, initial)
 
     async def message(request: Request) -> Response:
