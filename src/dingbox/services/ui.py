@@ -23,6 +23,7 @@ from dingbox.store.ui_sql import Chat
 __all__ = ["Chat", "UiService"]
 
 USERS_SHOWN = 500
+CONTENTS_SHOWN = 100  # the newest contents spent today on the quota page
 RESULT_SHOWN = 10_000  # recipients; a bigger getsendresult answer is not printed in a page
 HOLDERS_SHOWN = 20
 
@@ -271,7 +272,7 @@ class UiService:
         now = self.rt.clock.now()
         day, minute = dingtalk_day(now), calendar_minute(now)
         store = self.rt.store
-        counts = await store.read(ui_sql.daily_counts, app.agent_id, day)
+        today = await store.read(ui_sql.app_day, app.agent_id, day)
         people = await store.read(ui_sql.users, corp_id, USERS_SHOWN)
         side = 1 if app.is_isv else 0
         page = QuotaPage(
@@ -287,15 +288,22 @@ class UiService:
             minute_code=FORBIDDEN_CODES["minute_cap"][side],
         )
         page.rows = [
-            QuotaRow(userid, name, active, counts.get(userid, 0), limits.daily_per_user)
+            QuotaRow(userid, name, active, today.daily.get(userid, 0), limits.daily_per_user)
             for userid, name, active, _unread, _total in people
         ]
         page.rows.sort(key=lambda r: (-r.today, r.name))
-        for (task_id, msgtype, msg), holders, held in await store.read(
-            ui_sql.spent_contents, app.agent_id, day, HOLDERS_SHOWN
+        for content_hash, (task_id, msgtype, msg) in await store.read(
+            ui_sql.spent_contents, app.agent_id, day, CONTENTS_SHOWN
         ):
+            holders = today.holders.get(content_hash, [])
             page.spent.append(
-                {"task_id": task_id, "msgtype": msgtype, "msg": msg, "holders": holders, "held": held}
+                {
+                    "task_id": task_id,
+                    "msgtype": msgtype,
+                    "msg": msg,
+                    "holders": holders[:HOLDERS_SHOWN],
+                    "held": len(holders),
+                }
             )
         return page
 

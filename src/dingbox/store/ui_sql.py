@@ -220,16 +220,27 @@ def search(
 # -- quotas: the same facts the dispatcher reads (dispatch_sql.apply_batch) ------------------------
 
 
-def daily_counts(tx: Tx, agent_id: int, day: int) -> dict[str, int]:
-    """userid -> messages the app delivered to them on this DingTalk day (what the daily cap counts)."""
-    return {
-        userid: n
-        for userid, n in tx.all(
-            "SELECT userid, COUNT(*) FROM deliveries WHERE agent_id = ? AND day = ? AND outcome = 0"
-            " AND content_hash IS NOT NULL GROUP BY userid",
-            (agent_id, day),
-        )
-    }
+@dataclass(frozen=True)
+class AppDay:
+    """What an app delivered on one DingTalk day: per user (what the daily cap counts), and per
+    content the userids holding it (sending it again to one of them today is forbidden)."""
+
+    daily: dict[str, int]
+    holders: dict[bytes, list[str]]
+
+
+def app_day(tx: Tx, agent_id: int, day: int) -> AppDay:
+    """One pass over the app's entries in the `deliveries_dedup` index: no per-content or per-user query."""
+    daily: dict[str, int] = {}
+    holders: dict[bytes, list[str]] = {}
+    for userid, content_hash in tx.all(
+        "SELECT userid, content_hash FROM deliveries WHERE agent_id = ? AND day = ? AND outcome = 0"
+        " AND content_hash IS NOT NULL ORDER BY userid",
+        (agent_id, day),
+    ):
+        daily[userid] = daily.get(userid, 0) + 1
+        holders.setdefault(content_hash, []).append(userid)
+    return AppDay(daily, holders)
 
 
 def minute_count(tx: Tx, agent_id: int, minute: int) -> int:
@@ -237,22 +248,15 @@ def minute_count(tx: Tx, agent_id: int, minute: int) -> int:
     return int(row[0]) if row else 0
 
 
-def spent_contents(tx: Tx, agent_id: int, day: int, holders: int) -> list[tuple[Row, list[str], int]]:
-    """Each content the app delivered on this day, as ((task_id, msgtype, msg), the first `holders`
-    userids holding it, how many hold it): sending it again to a holder today is forbidden."""
-    found = []
-    for content_hash, task_id, msgtype, msg in tx.all(
-        "SELECT c.content_hash, t.task_id, t.msgtype, t.msg FROM content_days c"
-        " JOIN tasks t ON t.seq = c.task_seq WHERE c.agent_id = ? AND c.day = ? ORDER BY c.task_seq DESC",
-        (agent_id, day),
-    ):
-        held = [
-            r[0]
-            for r in tx.all(
-                "SELECT userid FROM deliveries WHERE agent_id = ? AND day = ? AND content_hash = ?"
-                " AND outcome = 0 ORDER BY userid",
-                (agent_id, day, content_hash),
-            )
-        ]
-        found.append(((task_id, msgtype, msg), held[:holders], len(held)))
-    return found
+def spent_contents(tx: Tx, agent_id: int, day: int, limit: int) -> list[tuple[bytes, Row]]:
+    """The newest `limit` contents the app delivered on this day, as (content hash, (task_id, msgtype,
+    msg) of the first task that delivered it)."""
+    return [
+        (content_hash, (task_id, msgtype, msg))
+        for content_hash, task_id, msgtype, msg in tx.all(
+            "SELECT c.content_hash, t.task_id, t.msgtype, t.msg FROM content_days c"
+            " JOIN tasks t ON t.seq = c.task_seq WHERE c.agent_id = ? AND c.day = ?"
+            " ORDER BY c.task_seq DESC LIMIT ?",
+            (agent_id, day, limit),
+        )
+    ]

@@ -193,3 +193,6 @@ CREATE INDEX tasks_agent_pending ON tasks (agent_id, seq) WHERE status < 2;
 -- Every unfinished task in acceptance order: claims read it, and the backlog's size and age and the
 -- task list's status filter come off it.
 CREATE INDEX tasks_pending ON tasks (seq) WHERE status < 2;
+
+-- The web UI lists a corp's first users by name.
+CREATE INDEX users_by_name ON users (corp_id, name, userid);
