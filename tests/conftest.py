@@ -96,6 +96,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped.append(report.nodeid)
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:  # a whole module skipped (importorskip, a module-level skip) counts too
+        _skipped.append(report.nodeid)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CI") == "true" and _skipped and not hasattr(session.config, "workerinput"):
         print(f"\nCI: {len(_skipped)} test(s) skipped; failing the run: {', '.join(_skipped[:10])}")

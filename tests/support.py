@@ -216,9 +216,16 @@ def in_parallel(base: str, jobs: Sequence[Callable[[Client], int]]) -> list[int]
 
 def api_error(resp: requests.Response) -> tuple[int, str]:
     """(status, code) of a /api/v1 error, checking its envelope."""
+    assert resp.headers["content-type"] == "application/json", resp.text
     body = resp.json()
     assert sorted(body) == ["error"] and sorted(body["error"]) == ["code", "message"], body
     return resp.status_code, body["error"]["code"]
+
+
+def oapi_error(body: dict[str, Any]) -> tuple[int, str]:
+    """(errcode, errmsg) of an oapi answer, checking it carries nothing else but its request_id."""
+    assert set(body) == {"errcode", "errmsg", "request_id"}, body
+    return body["errcode"], body["errmsg"]
 
 
 def make_org(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, api_error, oapi_error
 
 HUGE = "9" * 5000  # past Python's 4300-digit int-from-str limit
 ABSURD = [HUGE, "1" + "0" * 4400, "9223372036854775808", "-9223372036854775809", "1.5", "abc"]
@@ -30,18 +30,6 @@ def nested(levels: int) -> Any:
     for _ in range(levels - 1):
         value = [value]
     return value
-
-
-def oapi_error(body: dict[str, Any]) -> tuple[int, str]:
-    assert set(body) == {"errcode", "errmsg", "request_id"}, body
-    return body["errcode"], body["errmsg"]
-
-
-def api_error(resp: requests.Response) -> tuple[int, str]:
-    assert resp.headers["content-type"] == "application/json", resp.text
-    body = resp.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    return resp.status_code, body["error"]["code"]
 
 
 def as_text(value: Any) -> str:

@@ -21,15 +21,11 @@ from typing import Any
 import pytest
 import requests
 
-from support import MESSAGES, Client, ServerProcess
+from support import MESSAGES, Client, ServerProcess, api_error
 
 StartServer = Callable[..., ServerProcess]
 FOREIGN_HOST = {"Host": "evil.example:8610"}
 CLOCK = {"now": "2026-01-05T09:00:00+08:00", "frozen": True}
-
-
-def error_code(resp: requests.Response) -> tuple[int, str]:
-    return resp.status_code, resp.json()["error"]["code"]
 
 
 def test_foreign_origin_cannot_reset_or_move_the_clock(server: ServerProcess, client: Client) -> None:
@@ -51,7 +47,7 @@ def test_foreign_origin_cannot_reset_or_move_the_clock(server: ServerProcess, cl
         client.api("PUT", "/clock", json=CLOCK, headers={"Sec-Fetch-Site": "same-site"}),
     ]
     for resp in attempts:
-        assert error_code(resp) == (403, "forbidden_origin"), resp.text
+        assert api_error(resp) == (403, "forbidden_origin"), resp.text
         assert set(resp.json()["error"]) == {"code", "message"}
     assert client.api("GET", "/clock").json()["frozen"] == before["frozen"] is False
 
@@ -85,9 +81,9 @@ def test_foreign_host_is_refused_on_api_and_ui(server: ServerProcess, client: Cl
     """A rebinding page's Host (evil.example:8610) gets 403 forbidden_host on /api/v1 and /ui/."""
     for path in ("/api/v1/corps", "/api/v1/clock", "/ui/"):
         resp = requests.get(server.url + path, headers=FOREIGN_HOST, timeout=10)
-        assert error_code(resp) == (403, "forbidden_host"), path
+        assert api_error(resp) == (403, "forbidden_host"), path
     resp = client.api("POST", "/reset", headers=FOREIGN_HOST)
-    assert error_code(resp) == (403, "forbidden_host")
+    assert api_error(resp) == (403, "forbidden_host")
     assert requests.get(server.url + "/api/v1/health", headers=FOREIGN_HOST, timeout=10).status_code == 200
 
 
@@ -148,7 +144,7 @@ def test_allowed_host_flag_and_variable(start_server: StartServer) -> None:
         url = server.url + "/api/v1/corps"
         for host in ("dingbox.test", f"dingbox.test:{server.port}", "box.example:8610"):
             assert requests.get(url, headers={"Host": host}, timeout=10).status_code == 200, host
-        assert error_code(requests.get(url, headers=FOREIGN_HOST, timeout=10)) == (403, "forbidden_host")
+        assert api_error(requests.get(url, headers=FOREIGN_HOST, timeout=10)) == (403, "forbidden_host")
         own = {"Host": "dingbox.test", "Origin": "http://dingbox.test"}
         assert requests.post(server.url + "/api/v1/reset", headers=own, timeout=10).status_code == 204
 
@@ -158,7 +154,7 @@ def test_host_check_comes_before_auth(start_server: StartServer) -> None:
     server = start_server("--auth", "s3cret")
     url = server.url + "/api/v1/corps"
     bearer = {"Authorization": "Bearer s3cret"}
-    assert error_code(requests.get(url, headers={**FOREIGN_HOST, **bearer}, timeout=10)) == (
+    assert api_error(requests.get(url, headers={**FOREIGN_HOST, **bearer}, timeout=10)) == (
         403,
         "forbidden_host",
     )
@@ -171,7 +167,7 @@ def test_wildcard_bind_serves_address_literals_only(start_server: StartServer) -
     server = start_server("--host", "0.0.0.0")
     url = server.url + "/api/v1/corps"
     assert requests.get(url, headers={"Host": f"192.0.2.7:{server.port}"}, timeout=10).status_code == 200
-    assert error_code(requests.get(url, headers=FOREIGN_HOST, timeout=10)) == (403, "forbidden_host")
+    assert api_error(requests.get(url, headers=FOREIGN_HOST, timeout=10)) == (403, "forbidden_host")
 
 
 def run_serve(*args: str) -> tuple[str, str]:

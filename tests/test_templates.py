@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from support import MESSAGES, Client, ServerProcess, in_parallel, make_org
+from support import MESSAGES, Client, ServerProcess, in_parallel, make_org, oapi_error
 
 SEND = MESSAGES + "sendbytemplate"
 FORM = "application/x-www-form-urlencoded;charset=utf-8"
@@ -81,11 +81,6 @@ def decided(c: Client, task_id: int) -> list[tuple[str, str, str | None, str | N
     task = c.task(task_id, limit=100000)
     assert task["status"] == 2, task
     return [(r["userid"], r["outcome"], r["reason"], r["code"]) for r in task["recipients"]]
-
-
-def error(body: dict[str, Any]) -> tuple[int, str]:
-    assert set(body) == {"errcode", "errmsg", "request_id"}, body
-    return body["errcode"], body["errmsg"]
 
 
 def post(c: Client, data: bytes | str, content_type: str, query: dict[str, Any] | None = None) -> Any:
@@ -298,9 +293,9 @@ def test_the_filled_message_obeys_the_field_rules(client: Client) -> None:
     ]
     tokens = acme(client, templates=templates)
     bad_colour = call(client, tokens[ISV], "tpl-oa", userid_list="u00000", data={"color": "red"})
-    assert error(bad_colour) == (40035, "不合法的参数 msg.oa.head.bgcolor")
+    assert oapi_error(bad_colour) == (40035, "不合法的参数 msg.oa.head.bgcolor")
     empty_title = call(client, tokens[ISV], "tpl-titled", userid_list="u00000", data={"title": " "})
-    assert error(empty_title) == (40035, "缺少参数 msg.markdown.title")
+    assert oapi_error(empty_title) == (40035, "缺少参数 msg.markdown.title")
     assert decided(
         client, sent(client, tokens[ISV], "tpl-oa", userid_list="u00000", data={"color": "FF000000"})
     ) == [("u00000", *DELIVERED)]
@@ -316,7 +311,7 @@ def test_2048_bytes_count_the_filled_message(client: Client) -> None:
     task_id = sent(client, tokens[ISV], "tpl-big", userid_list="u00000", data={"body": fits})
     assert decided(client, task_id) == [("u00000", *DELIVERED)]
     over = call(client, tokens[ISV], "tpl-big", userid_list="u00000", data={"body": fits + "c"})
-    assert error(over) == (45002, "消息内容超过限制")
+    assert oapi_error(over) == (45002, "消息内容超过限制")
 
 
 # -- errors, one test per code ------------------------------------------------------------------------
@@ -335,7 +330,7 @@ def test_internal_app_gets_88_60011(client: Client, body: dict[str, Any]) -> Non
 def test_agent_id_not_the_tokens_is_400002(client: Client, agent_id: int) -> None:
     """Seed: 400002 agentId不合法 for an agent the ISV token does not speak for."""
     tokens = acme(client)
-    assert error(call(client, tokens[ISV], agent_id=agent_id, userid_list="u00000")) == (
+    assert oapi_error(call(client, tokens[ISV], agent_id=agent_id, userid_list="u00000")) == (
         400002,
         "agentId不合法",
     )
@@ -346,7 +341,7 @@ def test_unknown_template_or_another_apps_is_885001(client: Client, template_id:
     """Seed: 885001 消息模板不存在, also for a template of another app of the same suite."""
     tokens = acme(client)
     answer = call(client, tokens[ISV], template_id, userid_list="u00000", data=DATA)
-    assert error(answer) == (885001, "消息模板不存在")
+    assert oapi_error(answer) == (885001, "消息模板不存在")
 
 
 @pytest.mark.parametrize("template_id", ["tpl-pending", "tpl-disabled"])
@@ -354,7 +349,7 @@ def test_pending_or_disabled_template_is_885006(client: Client, template_id: str
     """Seed: 885006 消息模板不可用 until the template is approved, and once it is disabled."""
     tokens = acme(client)
     answer = call(client, tokens[ISV], template_id, userid_list="u00000", data=DATA)
-    assert error(answer) == (885006, "消息模板不可用")
+    assert oapi_error(answer) == (885006, "消息模板不可用")
 
 
 def test_unexpected_failure_is_500_without_a_traceback(server: ServerProcess, client: Client) -> None:
@@ -364,7 +359,7 @@ def test_unexpected_failure_is_500_without_a_traceback(server: ServerProcess, cl
     with sqlite3.connect(server.db_path, timeout=10) as db:
         db.execute("UPDATE templates SET msg = 'not json' WHERE template_id = 'tpl-pending'")
     answer = call(client, tokens[ISV], "tpl-pending", userid_list="u00000", data=DATA)
-    assert error(answer) == (500, "系统异常")
+    assert oapi_error(answer) == (500, "系统异常")
     assert client.api("GET", "/health").json()["pending_tasks"] == 0
     assert decided(client, sent(client, tokens[ISV], userid_list="u00000", data=DATA)) == [
         ("u00000", *DELIVERED)
@@ -394,7 +389,7 @@ def test_missing_or_malformed_parameters_are_40035(
     tokens = acme(client)
     body = {"agent_id": ISV, "template_id": TPL, "data": DATA, **fields}
     answer = client.oapi(SEND, {k: v for k, v in body.items() if v is not None}, tokens[ISV])
-    assert error(answer) == (40035, expected)
+    assert oapi_error(answer) == (40035, expected)
 
 
 def test_list_limits_are_the_seeds_5000_users_and_500_departments(client: Client) -> None:
@@ -407,9 +402,9 @@ def test_list_limits_are_the_seeds_5000_users_and_500_departments(client: Client
     task = client.task(task_id, limit=1)
     assert (task["counts"], len(task["invalid_dept_ids"])) == ({"invalid": 5000}, 500)
     too_many_users = call(client, tokens[ISV], userid_list=users + ",x5000", data=DATA)
-    assert error(too_many_users) == (40032, "不合法的UserID列表长度")
+    assert oapi_error(too_many_users) == (40032, "不合法的UserID列表长度")
     too_many_depts = call(client, tokens[ISV], userid_list="u00000", dept_id_list=depts + ",9999", data=DATA)
-    assert error(too_many_depts) == (40066, "不合法的部门列表")
+    assert oapi_error(too_many_depts) == (40066, "不合法的部门列表")
 
 
 # -- limits at their boundaries ----------------------------------------------------------------------
@@ -537,7 +532,7 @@ def test_progress_result_recall_and_task_detail(client: Client) -> None:
     assert recall["errcode"] == 0, recall
     assert client.inbox("u00000", "acme")[0]["recalled"] is True
     wrong_app = client.oapi(MESSAGES + "getsendprogress", {"agent_id": ISV2, "task_id": task_id}, tokens[ISV])
-    assert error(wrong_app) == (40035, "不合法的参数 task_id")
+    assert oapi_error(wrong_app) == (40035, "不合法的参数 task_id")
 
 
 def test_editing_a_template_leaves_delivered_messages_unchanged(client: Client) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import DEMO_ORG
-from support import MESSAGES, Client
+from support import MESSAGES, Client, text
 
 pytestmark = pytest.mark.browser
 
@@ -83,10 +83,6 @@ def pages(browser: Any, client: Client) -> Iterator[Any]:
     yield open_page
     for page in opened:
         page.context.close()
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def test_a_message_appears_live_and_reading_it_shows_in_getsendresult(

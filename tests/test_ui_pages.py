@@ -18,13 +18,9 @@ import pytest
 import requests
 
 from conftest import DEMO_ORG
-from support import MESSAGES, Client, make_org
+from support import MESSAGES, Client, make_org, text
 
 START = "2026-03-02T10:00:00+08:00"
-
-
-def text(content: str) -> dict[str, Any]:
-    return {"msgtype": "text", "text": {"content": content}}
 
 
 def ui(c: Client, path: str, **params: Any) -> requests.Response:
