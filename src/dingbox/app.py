@@ -161,8 +161,8 @@ class DingboxApp:
 def create_app(settings: Settings, store: Store | None = None) -> DingboxApp:
     """Open the store (migrating it), release claims of a dead process, load the in-memory caches."""
     store = store or open_store(settings.db, synchronous=settings.synchronous)
-    if store.url.startswith("sqlite:"):
-        store.write_sync(dispatch_sql.release_claims)  # this process owns the file: no claim is alive
+    if not store.shared:
+        store.write_sync(dispatch_sql.release_claims)  # this process owns the store: no claim is alive
     app = DingboxApp(settings, store)
     app.runtime.refresh_sync()
     return app

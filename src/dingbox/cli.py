@@ -108,8 +108,6 @@ def serve(org: tuple[str, ...], allowed_host: tuple[str, ...], **options: Any) -
     """Serve the DingTalk APIs, the dingbox API and the web UI."""
     settings = _settings(org=org or None, allowed_host=allowed_host or None, **options)
     logs.configure(settings.log_level)
-    if is_postgres(settings.db):
-        fail("PostgreSQL support is not built yet; use a sqlite:/// URL")
     if not settings.auth and not is_loopback(settings.host):
         click.echo(
             f"dingbox: warning: listening on {settings.host} without --auth: anyone who can reach this"

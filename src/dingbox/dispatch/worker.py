@@ -30,7 +30,6 @@ from dingbox.clock import calendar_minute, dingtalk_day
 from dingbox.runtime import Runtime
 from dingbox.store import dispatch_sql
 from dingbox.store.dispatch_sql import TaskContext, Written
-from dingbox.store.sqlite import store_failure
 from dingbox.store.task_sql import TaskRow
 
 log = logging.getLogger("dingbox.dispatch")
@@ -83,7 +82,7 @@ class Dispatcher:
                     continue
                 await self._run_claimed(tasks, owner)
             except Exception as exc:
-                if not store_failure(exc):
+                if not self.rt.store.is_failure(exc):
                     log.exception("dispatcher %s failed; retrying", owner)
                 dirty = True
                 await self._sleep(RETRY_SECONDS)
@@ -142,7 +141,7 @@ class Dispatcher:
                     self.rt.clock.now(),
                 )
             except Exception as exc:
-                if store_failure(exc):
+                if self.rt.store.is_failure(exc):
                     raise
                 if len(tasks) == 1:
                     await self._fail(tasks[0], owner, exc)
@@ -238,7 +237,7 @@ class Dispatcher:
         try:
             await work
         except Exception as exc:
-            if store_failure(exc):
+            if self.rt.store.is_failure(exc):
                 raise
             await self._fail(task, owner, exc)
 

@@ -21,7 +21,9 @@ def open_store(url: str, *, lock: bool = True, writable: bool = True, synchronou
     if url.startswith("sqlite:///"):
         return _open_sqlite(url, lock=lock, writable=writable, synchronous=synchronous)
     if is_postgres(url):
-        raise StoreError("PostgreSQL support is not built yet; use a sqlite:/// URL")
+        from dingbox.store.postgres import PostgresStore
+
+        return PostgresStore(url, writable=writable)
     raise StoreError(
         f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://user@host:port/db"
     )

@@ -1,9 +1,11 @@
-"""The Store interface: units of work run on a transaction, and the dialect-neutral `Tx` they see.
+"""The Store interface: units of work run on a transaction, and the `Tx` they see.
 
-Operations are plain functions `op(tx, ...)` kept in the `*_sql` modules beside this one, written
-with `?` placeholders in SQL both SQLite and PostgreSQL accept. A backend supplies the connection
-handling: `write` runs a unit of work in a durable transaction (SQLite groups concurrent ones into
-one commit), `read` runs one on a read-only snapshot off the event loop.
+Operations are plain functions `op(tx, ...)` kept in the `*_sql` modules beside this one. Their SQL is
+written once where SQLite and PostgreSQL agree (nearly everywhere: `?` marks a parameter, and each
+backend compiles a statement to its own driver's form once); where the dialects differ the statement
+is named and each backend's `statements` module holds its own text (`Tx.sql(name)`). A backend
+supplies the connections and transactions: `write` runs a unit of work in a durable transaction,
+`read` runs one on a read-only snapshot, both off the event loop.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ class StoreLocked(StoreError):
 
 
 class Tx(Protocol):
-    dialect: str
-    lastrowid: int  # the rowid the last execute inserted, where the dialect has rowids
+    dialect: str  # "sqlite" or "postgresql": which backend's named statements `sql` gives
+
+    def sql(self, name: str) -> str:
+        """The backend's own text of a statement whose form differs between dialects."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
@@ -40,17 +44,24 @@ class Tx(Protocol):
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
-    def insert_id(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run an INSERT … RETURNING <id> and give the id."""
+    def records(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> list[T]:
+        """Rows as `cls(**columns)`: mapped by column name, so a SELECT's column order is free."""
+
+    def record(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> T | None: ...
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows at the backend's bulk speed (PostgreSQL: COPY); a conflict fails the unit."""
 
     def others_waiting(self) -> bool:
-        """Whether other units of work wait for this transaction to end: a long unit of work checks it
-        between steps and commits what it has, so that a short one is not held up behind it."""
+        """Whether other units of work wait for this transaction to end (a backend with one writer): a
+        long unit of work checks it between steps and commits what it has, so that a short one is not
+        held up behind it."""
 
 
 class Store(abc.ABC):
     url: str
     failure: str | None = None  # why writes fail right now (disk full, I/O error), until one succeeds
+    shared = False  # whether other processes may use this store at the same time
 
     @abc.abstractmethod
     async def write(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -60,6 +71,14 @@ class Store(abc.ABC):
     async def write_batched(self, op: Callable[[Any, list[Any]], list[T]], item: Any) -> T:
         """Like `write`, but concurrent calls of the same `op` may be handed over together:
         `op(tx, items)` returns one result per item, in order (one multi-row statement for many)."""
+
+    def relay(self, publish: Callable[[str, dict[str, Any]], None]) -> None:  # noqa: B027
+        """Deliver events other processes sharing this store publish to `publish` (kind, payload);
+        a store that one process owns has none."""
+
+    def broadcast(self, kind: str, payload: dict[str, Any]) -> None:  # noqa: B027
+        """Tell the other processes sharing this store of an event this one published."""
+
 
     @abc.abstractmethod
     async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -78,6 +97,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> dict[str, str]:
         """The backend and its settings, for /metrics (no secrets)."""
+
+    @abc.abstractmethod
+    def is_failure(self, exc: BaseException) -> bool:
+        """Whether an exception says the store itself cannot work right now (disk full, connection
+        lost), as opposed to a fault of one unit of work."""
 
 
 def placeholders(n: int) -> str:

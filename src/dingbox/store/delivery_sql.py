@@ -11,9 +11,9 @@ from dingbox.domain.pipeline import DecisionRow, Outcome
 from dingbox.store.base import Tx
 from dingbox.store.task_sql import delivery_id
 
-_INSERT = (
-    "INSERT INTO deliveries (id, task_seq, pos, corp_id, userid, agent_id, outcome, reason, code, day,"
-    " content_hash, created_at, recalled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = (
+    "id", "task_seq", "pos", "corp_id", "userid", "agent_id", "outcome", "reason", "code", "day",
+    "content_hash", "created_at", "recalled",
 )
 Row = tuple[object, ...]
 
@@ -68,7 +68,7 @@ def delivery_rows(
 
 
 def insert(tx: Tx, rows: Sequence[Row]) -> None:
-    tx.executemany(_INSERT, rows)
+    tx.insert_rows("deliveries", _COLUMNS, rows)
 
 
 def write_decisions(

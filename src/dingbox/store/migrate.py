@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from importlib import resources
+from typing import Any
 
 from dingbox.store.base import StoreError
 
@@ -25,22 +26,16 @@ def migration_files(dialect: str) -> list[tuple[int, str, str]]:
 
 
 def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
-    """Apply pending migrations, each in its own transaction; return the versions applied.
-
-    A store that records a version this dingbox does not know was migrated by a newer release:
-    running on it could corrupt it, so it is refused.
-    """
+    """Apply pending migrations, each in its own transaction; return the versions applied."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
         " applied_at REAL NOT NULL)"
     )
     migrations = migration_files("sqlite")
-    known = {version for version, _, _ in migrations}
-    newer = sorted({row[0] for row in conn.execute("SELECT version FROM schema_migrations")} - known)
-    if newer:
-        raise StoreError(
-            f"the store was migrated by a newer dingbox (schema version {newer[-1]}); upgrade dingbox"
-        )
+    _refuse_newer(
+        {row[0] for row in conn.execute("SELECT version FROM schema_migrations")},
+        {version for version, _, _ in migrations},
+    )
     applied = []
     for version, name, sql in migrations:
         conn.execute("BEGIN IMMEDIATE")
@@ -61,6 +56,52 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
         conn.execute("COMMIT")
         applied.append(version)
     return applied
+
+
+_MIGRATION_LOCK = 0x64696E67626F78  # "dingbox": the advisory lock that serializes migrating processes
+
+
+def migrate_postgres(conn: Any) -> list[int]:
+    """Apply pending PostgreSQL migrations on an autocommit connection, each in its own transaction.
+
+    Processes starting together take turns under an advisory lock, so each migration runs once.
+    """
+    conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        migrations = migration_files("postgresql")
+        _refuse_newer(
+            {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()},
+            {version for version, _, _ in migrations},
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        applied = []
+        for version, name, sql in migrations:
+            if version in done:
+                continue
+            with conn.transaction():
+                conn.execute(sql)  # a script without parameters: PostgreSQL runs every statement
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                    (version, name, time.time()),
+                )
+            applied.append(version)
+        return applied
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+
+
+def _refuse_newer(recorded: set[int], known: set[int]) -> None:
+    """A store that records a version this dingbox does not know was migrated by a newer release:
+    running on it could corrupt it."""
+    newer = sorted(recorded - known)
+    if newer:
+        raise StoreError(
+            f"the store was migrated by a newer dingbox (schema version {newer[-1]}); upgrade dingbox"
+        )
 
 
 def statements(sql: str) -> list[str]:

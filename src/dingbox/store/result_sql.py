@@ -53,9 +53,7 @@ class ResultLists:
 # otherwise build 100,000 row tuples in Python. Userids hold no commas or spaces (the org file
 # forbids them), so they join and split safely. The task's own counters say which lists can be
 # non-empty, and when every recipient is in one list no per-row condition is evaluated at all.
-# SQLite reads a rowid range in rowid order and aggregates rows as it reads them, so the lists come
-# out in decision order; other dialects say ORDER BY inside the aggregate.
-_AGGREGATE = {"sqlite": "group_concat({expr}, ',')"}
+# Each list comes out in decision order (the statement `list_aggregate` of each dialect).
 _LISTS = {
     "unread": ("outcome = 0 AND read_at IS NULL", "userid"),
     "read": ("outcome = 0 AND read_at IS NOT NULL", "userid"),
@@ -72,7 +70,7 @@ def result_lists(tx: Tx, task_seq: int) -> ResultLists:
     wanted = [name for name in _LISTS if sizes.get(name, sizes["other"]) > 0]
     found: dict[str, list[str]] = {name: [] for name in _LISTS}
     if wanted:
-        aggregate = _AGGREGATE[tx.dialect]
+        aggregate = tx.sql("list_aggregate")
         columns = []
         for name in wanted:
             condition, expr = _LISTS[name]

@@ -137,13 +137,10 @@ class PreparedTask:
 def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) -> list[tuple[int, int]]:
     """Record accepted tasks, many per statement; each gets the virtual time of this transaction.
 
-    Returns (seq, task_id) per item, in order. On SQLite a multi-row INSERT assigns consecutive seqs
-    (there is one writer), so no RETURNING rows need fetching: each fetch would be one more wait for
-    the GIL in the writer thread. Tasks whose random task_id clashed are drawn again one by one.
+    Returns (seq, task_id) per item, in order. Tasks whose random task_id clashed with a stored one
+    are drawn again one by one.
     """
     accepted_at = items[0][1]() if items else 0.0
-    if tx.dialect != "sqlite":
-        return [insert_task(tx, task, accepted_at) for task, _ in items]
     results: list[tuple[int, int]] = []
     for start in range(0, len(items), _ROWS_PER_INSERT):
         chunk = [task for task, _ in items[start : start + _ROWS_PER_INSERT]]
@@ -153,15 +150,12 @@ def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) 
             for task, task_id in zip(chunk, task_ids, strict=True)
             for p in task.params(task_id, accepted_at)
         ]
-        sql = _INSERT_TASKS + ",".join([_TASK_VALUES] * len(chunk)) + " ON CONFLICT (task_id) DO NOTHING"
-        inserted = tx.execute(sql, params)
-        last = tx.lastrowid
-        if inserted == len(chunk):
-            results += [(last - inserted + 1 + i, task_id) for i, task_id in enumerate(task_ids)]
-            continue
-        placed: dict[int, int] = dict(
-            tx.all("SELECT task_id, seq FROM tasks WHERE seq > ? AND seq <= ?", (last - inserted, last))
+        sql = (
+            _INSERT_TASKS
+            + ",".join([_TASK_VALUES] * len(chunk))
+            + " ON CONFLICT (task_id) DO NOTHING RETURNING task_id, seq"
         )
+        placed: dict[int, int] = dict(tx.all(sql, params))
         for task, task_id in zip(chunk, task_ids, strict=True):
             seq = placed.get(task_id)
             results.append((int(seq), task_id) if seq is not None else insert_task(tx, task, accepted_at))

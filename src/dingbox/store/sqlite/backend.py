@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from dingbox.store.base import Row, Store, StoreError, StoreLocked
 from dingbox.store.migrate import migrate_sqlite
+from dingbox.store.sqlite.statements import STATEMENTS
 
 T = TypeVar("T")
 log = logging.getLogger("dingbox.store")
@@ -38,13 +39,13 @@ class SQLiteTx:
 
     def __init__(self, conn: sqlite3.Connection, waiting: Callable[[], bool] = lambda: False) -> None:
         self.conn = conn
-        self.lastrowid = 0  # of the last execute: SQLite's last_insert_rowid without a statement
         self.others_waiting = waiting
 
+    def sql(self, name: str) -> str:
+        return STATEMENTS[name]
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = self.conn.execute(sql, params)
-        self.lastrowid = cursor.lastrowid or 0
-        return cursor.rowcount
+        return self.conn.execute(sql, params).rowcount
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
@@ -56,9 +57,21 @@ class SQLiteTx:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self.conn.execute(sql, params).fetchall()
 
-    def insert_id(self, sql: str, params: Sequence[Any] = ()) -> int:
-        row = self.conn.execute(sql, params).fetchone()
-        return int(row[0])
+    def records(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> list[T]:
+        cursor = self.conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [cls(**dict(zip(names, row, strict=True))) for row in cursor]
+
+    def record(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> T | None:
+        cursor = self.conn.execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return cls(**{column[0]: value for column, value in zip(cursor.description, row, strict=True)})
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ",".join("?" * len(columns))
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
 def sqlite_path(url: str) -> Path:
@@ -430,6 +443,9 @@ class SQLiteStore(Store):
 
     def describe(self) -> dict[str, str]:
         return {"backend": "sqlite", "synchronous": self.synchronous}
+
+    def is_failure(self, exc: BaseException) -> bool:
+        return store_failure(exc)
 
     def close(self) -> None:
         if self._closed:

@@ -1,0 +1,305 @@
+"""PostgreSQL backend: a connection pool shared by any number of dingbox processes on one database.
+
+Every unit of work runs in its own transaction on a pooled connection in a worker thread (psycopg
+releases the GIL while it waits for the server), so writes from many requests and processes run side
+by side and PostgreSQL's row locks and unique indexes decide between them. Reads run on a repeatable
+read, read-only snapshot: one unit of work sees one state, as on SQLite.
+
+Events cross processes through `LISTEN/NOTIFY` (`relay`, `broadcast`): a listener thread holds one
+connection of its own and hands each notification to the process's event bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import kwargs_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dingbox.store.base import Row, Store, StoreError
+from dingbox.store.migrate import migrate_postgres
+from dingbox.store.postgres.statements import STATEMENTS
+
+T = TypeVar("T")
+log = logging.getLogger("dingbox.store")
+
+CHANNEL = "dingbox_events"
+NOTIFY_LIMIT = 7900  # bytes of a NOTIFY payload; PostgreSQL refuses 8000 and more
+_RETRIES = 5  # a unit of work that lost a serialization or deadlock race runs again, this many times
+
+_compiled: dict[str, str] = {}
+
+
+def compile_sql(sql: str) -> str:
+    """`?` parameter marks to psycopg's `%s`, and a literal `%` doubled, outside quoted text; once per
+    statement text."""
+    found = _compiled.get(sql)
+    if found is not None:
+        return found
+    out: list[str] = []
+    quote: str | None = None
+    for char in sql:
+        if quote:
+            if char == quote:
+                quote = None
+            out.append("%%" if char == "%" else char)
+        elif char in "'\"":
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        elif char == "%":
+            out.append("%%")
+        else:
+            out.append(char)
+    found = _compiled[sql] = "".join(out)
+    return found
+
+
+class PostgresTx:
+    dialect = "postgresql"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor()
+
+    def sql(self, name: str) -> str:
+        return STATEMENTS[name]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(compile_sql(sql), params)
+        return self.cursor.rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            self.cursor.executemany(compile_sql(sql), rows)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.cursor.execute(compile_sql(sql), params)
+        return self.cursor.fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.cursor.execute(compile_sql(sql), params)
+        return self.cursor.fetchall()
+
+    def records(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> list[T]:
+        with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
+            cursor.execute(compile_sql(sql), params)
+            return cursor.fetchall()
+
+    def record(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> T | None:
+        with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
+            cursor.execute(compile_sql(sql), params)
+            return cursor.fetchone()
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        with self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def others_waiting(self) -> bool:
+        return False  # no single writer: other units of work run beside this one
+
+
+# SQLSTATE classes that mean the server or the connection cannot work right now, rather than a
+# fault of one statement: connection exceptions, insufficient resources (disk full, out of memory),
+# operator intervention (shutdown), system errors.
+_FAILURE_CLASSES = ("08", "53", "57", "58", "XX")
+
+
+def store_failure(exc: BaseException) -> bool:
+    if isinstance(exc, StoreError | PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _FAILURE_CLASSES
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and /metrics."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://…"
+    host, port, db = info.get("host", ""), info.get("port", ""), info.get("dbname", "")
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{host}{':' + str(port) if port else ''}/{db}"
+
+
+class PostgresStore(Store):
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 8, writable: bool = True) -> None:
+        self.url = url
+        self.failure: str | None = None
+        self.instance = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # names this process's events
+        self._where = safe_url(url)
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                migrate_postgres(conn)
+                if writable:
+                    conn.execute("UPDATE schema_migrations SET version = version WHERE false")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open {self._where}: {_first_line(exc)}") from None
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"connect_timeout": 10},
+            open=True,
+            name="dingbox",
+            timeout=30,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dingbox-pg")
+        self._listener: _Listener | None = None
+        self._closed = False
+
+    # -- units of work ------------------------------------------------------------------------------
+
+    def _run(self, op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], read: bool) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+        for attempt in range(_RETRIES + 1):
+            try:
+                with self._pool.connection() as conn:
+                    with conn.transaction():
+                        if read:
+                            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        result = op(PostgresTx(conn), *args, **kwargs)
+            except BaseException as exc:
+                if _retryable(exc) and attempt < _RETRIES:
+                    time.sleep(0.005 * (attempt + 1))
+                    continue
+                if store_failure(exc) and not read:
+                    self._fail(_first_line(exc))
+                if store_failure(exc) and not isinstance(exc, StoreError):
+                    raise StoreError(f"the store failed: {_first_line(exc)}") from exc
+                raise
+            if not read and self.failure is not None:
+                log.warning("store %s writes again", self._where)
+                self.failure = None
+            return result
+        raise AssertionError("unreachable")
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            log.error("store %s cannot write: %s", self._where, reason)
+        self.failure = reason
+
+    async def write(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, op, args, kwargs, False)
+
+    async def write_batched(self, op: Callable[[Any, list[Any]], list[T]], item: Any) -> T:
+        results = await self.write(op, [item])
+        return results[0]
+
+    async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, op, args, kwargs, True)
+
+    def write_sync(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._run(op, args, kwargs, False)
+
+    def read_sync(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._run(op, args, kwargs, True)
+
+    def is_failure(self, exc: BaseException) -> bool:
+        return store_failure(exc)
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": "postgresql", "synchronous": "on"}
+
+    # -- events across processes --------------------------------------------------------------------
+
+    def relay(self, publish: Callable[[str, dict[str, Any]], None]) -> None:
+        if self._listener is None:
+            self._listener = _Listener(self.url, self.instance, publish)
+
+    def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
+        """NOTIFY the other processes, in its own short transaction (the event's own has committed)."""
+        body = orjson.dumps({"from": self.instance, "kind": kind, "payload": payload}).decode()
+        if len(body.encode()) > NOTIFY_LIMIT:
+            body = orjson.dumps({"from": self.instance, "kind": kind, "payload": None}).decode()
+        try:
+            with self._pool.connection() as conn:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, body))
+        except (psycopg.Error, PoolTimeout) as exc:  # the event is local already; others catch up later
+            log.warning("event %s not relayed: %s", kind, _first_line(exc))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.stop()
+        self._executor.shutdown(wait=True)
+        self._pool.close()
+
+
+class _Listener:
+    """LISTENs on its own connection in a thread; reconnects after a lost connection."""
+
+    def __init__(self, url: str, instance: str, publish: Callable[[str, dict[str, Any]], None]) -> None:
+        self._url, self._instance, self._publish = url, instance, publish
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._thread = threading.Thread(target=self._run, name="dingbox-pg-listen", daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
+                    self._conn = conn
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._ready.set()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            self._deliver(note.payload)
+            except psycopg.Error as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("event listener lost its connection: %s", _first_line(exc))
+                self._ready.set()
+                self._stop.wait(1.0)
+
+    def _deliver(self, text: str) -> None:
+        try:
+            note = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return
+        if note.get("from") == self._instance:
+            return
+        try:
+            self._publish(note["kind"], note.get("payload"))
+        except Exception:  # a subscriber's fault must not end the relay
+            log.exception("relayed event %s failed", note.get("kind"))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

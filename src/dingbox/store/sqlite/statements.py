@@ -1,0 +1,7 @@
+"""SQLite's text of the statements whose form differs between dialects (see `store/base.py`)."""
+
+STATEMENTS = {
+    # SQLite reads a rowid range in rowid order and aggregates rows as it reads them, so the list
+    # comes out in decision order without an ORDER BY.
+    "list_aggregate": "group_concat({expr}, ',')",
+}
