@@ -55,11 +55,13 @@ class DingboxApp:
 
     @asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:
+        self.runtime.start()
         self.dispatcher.start()
         try:
             yield
         finally:
             await self.dispatcher.stop()
+            await self.runtime.stop()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -203,12 +203,35 @@ def _run(settings: Settings, store: Store, sock: socket.socket, port: int) -> No
 @main.command()
 @click.option("--db", default=None, help=_help("db"))
 @click.option("--dispatchers", type=int, default=None, help=_help("dispatchers"))
+@click.option("--limits", type=click.Choice(LIMIT_PROFILES), default=None, help=_help("limits"))
+@click.option("--batch-size", type=int, default=None, help=_help("batch_size"))
+@click.option("--log-level", default=None, help=_help("log_level"))
 def dispatch(**options: Any) -> None:
     """Run dispatcher loops only, against a PostgreSQL store shared with `serve` processes."""
+    import asyncio
+
+    from dingbox.dispatch import standalone
+
     settings = _settings(**options)
+    logs.configure(settings.log_level)
     if not is_postgres(settings.db):
         fail("dispatch runs beside serve on a shared PostgreSQL store; a SQLite store is dispatched by serve")
-    fail("PostgreSQL support is not built yet")
+    if settings.dispatchers < 1:
+        fail("dispatch needs --dispatchers 1 or more")
+    store = _open(settings.db)
+
+    def started() -> None:
+        click.echo(f"dispatchers={settings.dispatchers}")
+        sys.stdout.flush()
+
+    try:
+        dead = asyncio.run(standalone.run(settings, store, started))
+    except StoreError as exc:
+        fail(str(exc), 1)
+    finally:
+        store.close()
+    if dead:
+        fail(f"{dead} dispatcher loop(s) died", 1)
 
 
 @main.group()

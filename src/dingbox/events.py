@@ -113,9 +113,17 @@ class Subscription:
         self.close()
 
 
+Relay = Callable[[str, dict[str, Any]], None]
+
+
 class EventBus:
+    """`relay`, when set, is handed every event published here (kind, and its JSON form less the
+    kind), to pass on to the other processes that share the store; events they relay back come in
+    through `deliver` and reach this process's subscribers only."""
+
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self.relay: Relay | None = None
 
     def subscribe(self, kinds: Collection[str] | None = None, accept: Filter | None = None) -> Subscription:
         """Subscribe before reading the state you wait on, so no change falls between the two."""
@@ -127,6 +135,17 @@ class EventBus:
         return sub
 
     def publish(self, kind: str, corp_id: str | None, **data: Any) -> None:
+        if self.relay is not None:
+            self.relay(kind, {"corp_id": corp_id, **data})
+        self._offer(kind, corp_id, data)
+
+    def deliver(self, kind: str, relayed: dict[str, Any]) -> None:
+        """An event another process published (its `relay` form), to this process's subscribers."""
+        if kind in KINDS:
+            data = dict(relayed)
+            self._offer(kind, data.pop("corp_id", None), data)
+
+    def _offer(self, kind: str, corp_id: str | None, data: dict[str, Any]) -> None:
         if not self._subscribers:
             return
         event = Event(kind, corp_id, data)

@@ -3,7 +3,9 @@ the event bus."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from dingbox.clock import Clock, ClockState
 from dingbox.domain.directory import AppInfo, Directory
@@ -52,6 +54,26 @@ class Runtime:
                 dispatch_sql.visible_set, app.corp_id, app.visible_to
             )
         return found
+
+    def start(self) -> None:
+        """On the event loop, before serving: on a store other processes share, events cross to them
+        and theirs come in (the store's listener thread hands them to this loop)."""
+        if not self.store.shared:
+            return
+        loop = asyncio.get_running_loop()
+        events = self.events
+
+        def arrived(kind: str, relayed: dict[str, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(events.deliver, kind, relayed)
+            except RuntimeError:  # the loop has closed: the process is stopping
+                pass
+
+        self.store.relay(arrived)
+        events.relay = self.store.broadcast
+
+    async def stop(self) -> None:
+        self.events.relay = None
 
     def _set_directory(self, directory: Directory) -> None:
         self.directory = directory

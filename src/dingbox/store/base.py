@@ -79,7 +79,6 @@ class Store(abc.ABC):
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:  # noqa: B027
         """Tell the other processes sharing this store of an event this one published."""
 
-
     @abc.abstractmethod
     async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `op(tx, *args, **kwargs)` on a consistent read snapshot."""

@@ -12,8 +12,19 @@ from dingbox.store.base import Tx
 from dingbox.store.task_sql import delivery_id
 
 _COLUMNS = (
-    "id", "task_seq", "pos", "corp_id", "userid", "agent_id", "outcome", "reason", "code", "day",
-    "content_hash", "created_at", "recalled",
+    "id",
+    "task_seq",
+    "pos",
+    "corp_id",
+    "userid",
+    "agent_id",
+    "outcome",
+    "reason",
+    "code",
+    "day",
+    "content_hash",
+    "created_at",
+    "recalled",
 )
 Row = tuple[object, ...]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
@@ -169,6 +170,7 @@ class PostgresStore(Store):
         )
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dingbox-pg")
         self._listener: _Listener | None = None
+        self._notifier: _Notifier | None = None
         self._closed = False
 
     # -- units of work ------------------------------------------------------------------------------
@@ -234,24 +236,75 @@ class PostgresStore(Store):
             self._listener = _Listener(self.url, self.instance, publish)
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
-        """NOTIFY the other processes, in its own short transaction (the event's own has committed)."""
-        body = orjson.dumps({"from": self.instance, "kind": kind, "payload": payload}).decode()
-        if len(body.encode()) > NOTIFY_LIMIT:
-            body = orjson.dumps({"from": self.instance, "kind": kind, "payload": None}).decode()
-        try:
-            with self._pool.connection() as conn:
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, body))
-        except (psycopg.Error, PoolTimeout) as exc:  # the event is local already; others catch up later
-            log.warning("event %s not relayed: %s", kind, _first_line(exc))
+        """Queue a NOTIFY to the other processes; a thread of its own sends it (never the event loop),
+        in order, after the event's own transaction has committed."""
+        if self._notifier is None:
+            self._notifier = _Notifier(self._pool, self.instance)
+        self._notifier.send(kind, payload)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._notifier is not None:
+            self._notifier.stop()
         if self._listener is not None:
             self._listener.stop()
         self._executor.shutdown(wait=True)
         self._pool.close()
+
+
+def notifications(instance: str, kind: str, payload: dict[str, Any]) -> list[str]:
+    """The NOTIFY payloads of one event: split along its longest list (the messages of a delivery)
+    until each fits PostgreSQL's limit."""
+    body = orjson.dumps({"from": instance, "kind": kind, "payload": payload}).decode()
+    if len(body.encode()) <= NOTIFY_LIMIT:
+        return [body]
+    lists = [(len(v), k) for k, v in payload.items() if isinstance(v, list) and len(v) > 1]
+    if not lists:
+        log.warning("event %s too large to relay (%d bytes)", kind, len(body))
+        return []
+    _, key = max(lists)
+    half = len(payload[key]) // 2
+    return notifications(instance, kind, {**payload, key: payload[key][:half]}) + notifications(
+        instance, kind, {**payload, key: payload[key][half:]}
+    )
+
+
+class _Notifier:
+    """Sends NOTIFYs from a queue on its own thread, many per transaction when they pile up."""
+
+    def __init__(self, pool: ConnectionPool, instance: str) -> None:
+        self._pool, self._instance = pool, instance
+        self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="dingbox-pg-notify", daemon=True)
+        self._thread.start()
+
+    def send(self, kind: str, payload: dict[str, Any]) -> None:
+        self._queue.put((kind, payload))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            items = [item]
+            while item is not None and not self._queue.empty() and len(items) < 200:
+                item = self._queue.get_nowait()
+                items.append(item)
+            bodies = [b for i in items if i is not None for b in notifications(self._instance, *i)]
+            if bodies:
+                try:
+                    with self._pool.connection() as conn, conn.transaction():
+                        cursor = conn.cursor()
+                        for body in bodies:
+                            cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, body))
+                except (psycopg.Error, PoolTimeout) as exc:  # local subscribers have it already
+                    log.warning("%d events not relayed: %s", len(bodies), _first_line(exc))
+            if items[-1] is None:
+                return
 
 
 class _Listener:
