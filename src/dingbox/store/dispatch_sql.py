@@ -18,7 +18,8 @@ from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
 from dingbox.store import delivery_sql
 from dingbox.store.base import Tx, placeholders
-from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_range
+from dingbox.store.claim_sql import ClaimLost, hold
+from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range
 
 T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
@@ -28,83 +29,6 @@ MAX_POSITION = (1 << POS_BITS) - 1  # positions a message id can hold
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-# -- claiming -------------------------------------------------------------------------------------
-
-
-def release_claims(tx: Tx, owner: str | None = None) -> int:
-    """Free claims: every claim at start of a process that owns the whole store (no other claim can be
-    alive), or one dispatcher's own after its store failed mid-task (the tasks resume at their cursor)."""
-    if owner is None:
-        return tx.execute(
-            "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL"
-            " WHERE status < 2 AND claimed_by IS NOT NULL"
-        )
-    return tx.execute(
-        "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by = ?", (owner,)
-    )
-
-
-CLAIM_PAGE = 500  # pending tasks read per step of a claim, in acceptance order
-
-
-def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow]:
-    """Claim up to `limit` ready tasks, oldest first, leaving out any app with an earlier unfinished task
-    claimed by another dispatcher (one app's tasks are decided in acceptance order).
-
-    Reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and stops at the
-    first task not ready yet (tasks become ready in acceptance order: `not_before` is the accept time
-    plus one fixed delay), so a claim
-    costs the same with 10 or 100,000 tasks pending. Each app seen costs one look-up of its oldest
-    unfinished task in `tasks_agent_pending`.
-    """
-    claimed: list[int] = []
-    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
-    after = 0
-    while len(claimed) < limit:
-        page = tx.all(
-            "SELECT seq, agent_id, not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (after, CLAIM_PAGE),
-        )
-        for seq, agent_id, not_before in page:
-            if not_before > now_real:
-                page = []  # the rest are not ready either
-                break
-            if agent_id is not None:
-                free = heads.get(agent_id)
-                if free is None:
-                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
-                    free = heads[agent_id] = head is not None and head[0] == seq
-                if not free:
-                    continue
-            claimed.append(seq)
-            if len(claimed) == limit:
-                break
-        if len(page) < CLAIM_PAGE:
-            break
-        after = page[-1][0]
-    if not claimed:
-        return []
-    tasks: list[TaskRow] = []
-    for chunk in _chunks(claimed):
-        marks = placeholders(len(chunk))
-        tx.execute(
-            f"UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq IN ({marks})",
-            (owner, now_real, *chunk),
-        )
-        tasks += [
-            TaskRow(*row) for row in tx.all(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq IN ({marks})", chunk)
-        ]
-    tasks.sort(key=lambda t: t.seq)
-    return tasks
-
-
-def next_ready_at(tx: Tx, now_real: float) -> float | None:
-    """When the oldest unclaimed task becomes ready (tasks become ready in acceptance order)."""
-    row = tx.one("SELECT not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL ORDER BY seq LIMIT 1")
-    return None if row is None or row[0] <= now_real else float(row[0])
 
 
 # -- resolving ------------------------------------------------------------------------------------
@@ -218,8 +142,9 @@ class Written:
 _OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
 
 
-def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> bool:
-    """Record the resolved size; a task with nobody to decide is finished at once."""
+def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> None:
+    """Record the resolved size; a task with nobody to decide is finished at once. ClaimLost when the
+    task is no longer `owner`'s."""
     changed = tx.execute(
         "UPDATE tasks SET total = ?, invalid_dept_ids = ?, status = CASE WHEN ? = 0 THEN 2 ELSE 1 END,"
         " finished_at = CASE WHEN ? = 0 THEN ? ELSE finished_at END,"
@@ -227,7 +152,8 @@ def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[
         " WHERE seq = ? AND claimed_by = ?",
         (total, orjson.dumps(invalid_dept_ids).decode(), total, total, now, total, seq, owner),
     )
-    return changed > 0
+    if not changed:
+        raise ClaimLost(f"{owner} no longer holds task seq {seq}")
 
 
 def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
@@ -329,10 +255,11 @@ def apply_batch(
     now_real: float,
     most: int,
     recipient_facts: bool = True,
-) -> Written | None:
+) -> Written:
     """Decide and write a large task from position `pos` on, in one transaction sized to the work: up
     to `most` recipients, but only until other units of work wait for the writer (a send being
-    accepted), so they wait for one chunk at most. None when the task is gone or no longer ours.
+    accepted), so they wait for one chunk at most. ClaimLost when the task is gone, no longer ours, or
+    was written past `pos` by another dispatcher.
 
     Few, large commits matter: every commit of a fan-out rewrites the pages of the userid-keyed
     indexes it touched, and a fan-out ordered by department touches pages all over them.
@@ -341,14 +268,11 @@ def apply_batch(
     only when neither can matter (see `Dispatcher._run_large`).
     """
     task = ctx.task
-    state = tx.one(
-        "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?",
-        (task.seq, owner),
-    )
-    if state is None or state[0] != pos:
-        return None  # reset, or another dispatcher took over: stop quietly
-    _, delivered_before, recalled_at, total = state
-    recalled = int(recalled_at is not None)
+    state = hold(tx, [task.seq], owner)[task.seq]
+    if state.cursor != pos:
+        raise ClaimLost(f"task seq {task.seq} is at {state.cursor}, not {pos}")
+    delivered_before, total = state.delivered, state.total
+    recalled = int(state.recalled_at is not None)
     minute_before = minute = _minute_count(tx, task.agent_id, ctx.minute)
     in_task = delivered_before
     end = min(len(recipients), pos + most)
@@ -416,22 +340,10 @@ def dispatch_small(
     few set-wise statements up front; a `Ledger` carries each task's deliveries into the facts the next
     one sees, so the rules fall exactly where one transaction per task would put them.
     """
-    contexts_given = contexts
-    seqs = [c.task.seq for c in contexts]
-    live: dict[int, int] = {}  # seq -> recalled
-    for chunk in _chunks(seqs):
-        live.update(
-            (seq, int(recalled_at is not None))
-            for seq, recalled_at in tx.all(
-                f"SELECT seq, recalled_at FROM tasks WHERE seq IN ({placeholders(len(chunk))})"
-                " AND claimed_by = ? AND status < 2 AND cursor = 0",
-                (*chunk, owner),
-            )
-        )
-    given = len(contexts)
-    contexts = [c for c in contexts if c.task.seq in live]  # reset or taken over: nothing to do
-    if not contexts:
-        return [], given
+    held = hold(tx, [c.task.seq for c in contexts], owner)
+    if any(state.cursor for state in held.values()):
+        raise ClaimLost("a task of the group was started by another dispatcher")
+    live = {seq: int(state.recalled_at is not None) for seq, state in held.items()}  # seq -> recalled
     userids = {c.task.seq: [str(u) for u in orjson.loads(c.task.userids)] for c in contexts}
     known: dict[tuple[str, str], bool] = {}
     by_corp: dict[str, set[str]] = {}
@@ -483,8 +395,7 @@ def dispatch_small(
         " claimed_by = NULL WHERE seq = ?",
         updates,
     )
-    last = results[-1].task.seq
-    return results, next(n for n, c in enumerate(contexts_given, 1) if c.task.seq == last)
+    return results, len(results)
 
 
 def _load_ledger(
@@ -526,14 +437,10 @@ def task_counts(tx: Tx, seq: int) -> dict[str, int]:
     }
 
 
-def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written | None:
-    """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`)."""
-    state = tx.one(
-        "SELECT cursor FROM tasks WHERE seq = ? AND claimed_by = ? AND status < 2", (task.seq, owner)
-    )
-    if state is None:
-        return None
-    cursor = int(state[0])
+def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written:
+    """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`).
+    ClaimLost when the task is no longer `owner`'s."""
+    cursor = hold(tx, [task.seq], owner)[task.seq].cursor
     decided = {
         r[0]
         for r in tx.all("SELECT userid FROM deliveries WHERE id >= ? AND id < ?", delivery_range(task.seq))

@@ -1,0 +1,222 @@
+"""Claims: which dispatcher loop decides which task, safely with any number of loops in any number of
+processes sharing the store.
+
+- **Order.** One app's tasks are decided in acceptance (`seq`) order. A loop claims a task only when it
+  is its app's oldest unfinished task, or when that oldest is among the tasks the same claim takes; so
+  an app's claimed tasks are always a prefix of its unfinished ones, held by one loop.
+- **No task twice.** Candidate rows are locked with `FOR UPDATE SKIP LOCKED` where the dialect has
+  it: two claims running at once take disjoint rows, and each keeps of an app only the run of its
+  candidates it could lock from the app's head on. A claim on a shared store then waits, per app, for
+  the accepts still in flight (`claim_gate` against `accept_gate`, see `task_sql.insert_tasks`): a
+  task accepted concurrently may carry a lower `seq` but commit later, and must not be overtaken.
+- **Every write holds its claim** (`hold`): it locks the task rows it writes and checks they are still
+  claimed by the writer, or raises `ClaimLost` and writes nothing. A dispatcher whose claim was taken
+  over cannot write a duplicate, and a takeover waits for the write in flight.
+- **Owners.** `claimed_by` is `<claimant>/<loop>`, where the claimant is the store's name for this
+  process (`Store.claimant`). On a shared store a claimant is alive while its session is (PostgreSQL:
+  `pg_stat_activity.application_name`); `release_dead_claims` frees the claims of processes that are
+  gone, and the tasks resume at their cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from dingbox.store.base import Tx, placeholders
+from dingbox.store.task_sql import TASK_COLUMNS, TaskRow
+
+T = TypeVar("T")
+CHUNK = 500  # bound parameters per IN list, well under every backend's limit
+CLAIM_PAGE = 500  # pending tasks read per step of a claim, in acceptance order
+
+
+class ClaimLost(Exception):
+    """A task a dispatcher claimed is no longer its own (taken over after its process looked dead, or
+    deleted by a reset): the unit of work is rolled back, and the dispatcher claims afresh."""
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def owner_name(claimant: str, loop: int) -> str:
+    """The `claimed_by` of one dispatcher loop; `release_dead_claims` reads the claimant back."""
+    return f"{claimant}/{loop}"
+
+
+# -- claiming -------------------------------------------------------------------------------------
+
+
+def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow]:
+    """Claim up to `limit` ready tasks, oldest first, leaving out any app whose oldest unfinished task
+    is claimed by another dispatcher.
+
+    Reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and stops at the
+    first task not ready yet (tasks become ready in acceptance order: `not_before` is the accept time
+    plus one fixed delay), so a claim costs the same with 10 or 100,000 tasks pending. Each app seen
+    costs one look-up of its oldest unfinished task in `tasks_agent_pending`.
+    """
+    candidates: list[tuple[int, int | None]] = []
+    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
+    after = 0
+    while len(candidates) < limit:
+        page = tx.all(
+            "SELECT seq, agent_id, not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after, CLAIM_PAGE),
+        )
+        for seq, agent_id, not_before in page:
+            if not_before > now_real:
+                page = []  # the rest are not ready either
+                break
+            if agent_id is not None:
+                free = heads.get(agent_id)
+                if free is None:
+                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
+                    free = heads[agent_id] = head is not None and head[0] == seq
+                if not free:
+                    continue
+            candidates.append((seq, agent_id))
+            if len(candidates) == limit:
+                break
+        if len(page) < CLAIM_PAGE:
+            break
+        after = page[-1][0]
+    if not candidates:
+        return []
+    rows = _lock_candidates(tx, [seq for seq, _ in candidates])
+    claimed = _app_prefixes(candidates, rows)
+    gate = tx.sql("claim_gate")
+    if gate and claimed:  # accepts and other claims run beside this one: wait for them, then look again
+        claimed = _after_gate(tx, gate, claimed)
+    for chunk in _chunks([seq for seq, _ in claimed]):
+        tx.execute(
+            f"UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq IN ({placeholders(len(chunk))})",
+            (owner, now_real, *chunk),
+        )
+    return [rows[seq] for seq, _ in claimed]
+
+
+def _lock_candidates(tx: Tx, seqs: Sequence[int]) -> dict[int, TaskRow]:
+    """The candidates still unclaimed and unfinished, locked where the dialect locks rows (skipping
+    those another claim holds)."""
+    rows: dict[int, TaskRow] = {}
+    statement = tx.sql("claim_rows")
+    for chunk in _chunks(seqs):
+        for row in tx.all(statement.format(columns=TASK_COLUMNS, marks=placeholders(len(chunk))), chunk):
+            task = TaskRow(*row)
+            rows[task.seq] = task
+    return rows
+
+
+def _app_prefixes(
+    candidates: Sequence[tuple[int, int | None]], rows: dict[int, TaskRow]
+) -> list[tuple[int, int | None]]:
+    """Of each app, the candidates up to the first one not locked: a task another claim holds, or one
+    finished or claimed since the page was read, ends the app's run."""
+    kept: list[tuple[int, int | None]] = []
+    broken: set[int] = set()
+    for seq, agent_id in candidates:
+        if agent_id in broken:
+            continue
+        if seq in rows:
+            kept.append((seq, agent_id))
+        elif agent_id is not None:
+            broken.add(agent_id)
+    return kept
+
+
+def _after_gate(tx: Tx, gate: str, claimed: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """Wait until no accept of the claimed apps is in flight (no other claim of them can be), then keep
+    of each app only the run that is still exactly its oldest unfinished tasks."""
+    runs: dict[int, list[int]] = {}
+    for seq, agent_id in claimed:
+        if agent_id is not None:
+            runs.setdefault(agent_id, []).append(seq)
+    tx.execute(gate, (sorted(runs),))  # in one order everywhere, so two claims cannot deadlock
+    cut: dict[int, set[int]] = {}
+    for agent_id, run in runs.items():
+        row = tx.one(
+            "SELECT COUNT(*) FROM tasks WHERE status < 2 AND agent_id = ? AND seq <= ?", (agent_id, run[-1])
+        )
+        if row is not None and row[0] == len(run):
+            continue
+        pending = [
+            r[0]
+            for r in tx.all(
+                "SELECT seq FROM tasks WHERE status < 2 AND agent_id = ? AND seq <= ? ORDER BY seq",
+                (agent_id, run[-1]),
+            )
+        ]
+        same = 0
+        while same < len(run) and same < len(pending) and run[same] == pending[same]:
+            same += 1
+        cut[agent_id] = set(run[same:])
+    if not cut:
+        return claimed
+    return [(seq, a) for seq, a in claimed if a is None or seq not in cut.get(a, ())]
+
+
+def next_ready_at(tx: Tx, now_real: float) -> float | None:
+    """When the oldest unclaimed task becomes ready (tasks become ready in acceptance order)."""
+    row = tx.one("SELECT not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL ORDER BY seq LIMIT 1")
+    return None if row is None or row[0] <= now_real else float(row[0])
+
+
+# -- holding a claim while writing ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A claimed task's row as its writer finds it, locked until the write commits."""
+
+    cursor: int
+    delivered: int
+    recalled_at: float | None
+    total: int | None
+
+
+def hold(tx: Tx, seqs: Sequence[int], owner: str) -> dict[int, Held]:
+    """Lock the rows of `seqs` and give their state; ClaimLost unless every one is unfinished and still
+    claimed by `owner`."""
+    held: dict[int, Held] = {}
+    statement = tx.sql("hold_tasks")
+    for chunk in _chunks(seqs):
+        for seq, cursor, delivered, recalled_at, total in tx.all(
+            statement.format(marks=placeholders(len(chunk))), (*chunk, owner)
+        ):
+            held[seq] = Held(cursor, delivered, recalled_at, total)
+    if len(held) < len(set(seqs)):
+        lost = sorted(set(seqs) - set(held))
+        raise ClaimLost(f"{owner} no longer holds task seq {', '.join(map(str, lost[:5]))}")
+    return held
+
+
+# -- releasing ------------------------------------------------------------------------------------
+
+
+def release_claims(tx: Tx, owner: str | None = None) -> int:
+    """Free claims: every claim at start of a process that owns the whole store (no other claim can be
+    alive), or one dispatcher loop's own when it stops or loses a claim (the tasks resume at their
+    cursor)."""
+    if owner is None:
+        return tx.execute(
+            "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL"
+            " WHERE status < 2 AND claimed_by IS NOT NULL"
+        )
+    return tx.execute(
+        "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by = ?", (owner,)
+    )
+
+
+def release_dead_claims(tx: Tx) -> dict[str, int]:
+    """On a shared store, free the claims of dispatchers whose process is gone; gives the released
+    tasks per former owner. A task whose row is locked (a write in flight, or a dead process's last
+    statement still running on the server) is left for the next sweep."""
+    released: dict[str, int] = {}
+    for (owner,) in tx.all(tx.sql("release_dead_claims")):
+        released[owner] = released.get(owner, 0) + 1
+    return released
