@@ -217,7 +217,7 @@ def search(
     return [MessageRow(*r) for r in rows]
 
 
-# -- quotas: the same facts the dispatcher reads (dispatch_sql.apply_batch) ------------------------
+# -- quotas: the same facts the dispatcher reads (dispatch_sql.daily_facts) ------------------------
 
 
 @dataclass(frozen=True)

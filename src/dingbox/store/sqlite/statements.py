@@ -4,4 +4,6 @@ STATEMENTS = {
     # SQLite reads a rowid range in rowid order and aggregates rows as it reads them, so the list
     # comes out in decision order without an ORDER BY.
     "list_aggregate": "group_concat({expr}, ',')",
+    # One writer: the transaction that reads a robot's minute count is the only one writing.
+    "robot_minute_lock": "SELECT ?",
 }
