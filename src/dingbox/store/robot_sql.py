@@ -65,21 +65,21 @@ def reached_in_minute(tx: Tx, robot_code: str, minute: int) -> int:
 
 
 def task_by_query_key(tx: Tx, process_query_key: str) -> TaskRow | None:
-    row = tx.one(
+    return tx.record(
+        TaskRow,
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE process_query_key = ? AND source = 'robot'",
         (process_query_key,),
     )
-    return None if row is None else TaskRow(*row)
 
 
 def tasks_by_query_keys(tx: Tx, keys: Sequence[str]) -> dict[str, TaskRow]:
     """The robot tasks of the keys that name one (at most 20 keys: one IN list)."""
-    rows = tx.all(
+    tasks = tx.records(
+        TaskRow,
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE process_query_key IN ({placeholders(len(keys))})"
         " AND source = 'robot'",
         tuple(keys),
     )
-    tasks = [TaskRow(*row) for row in rows]
     return {task.process_query_key: task for task in tasks if task.process_query_key is not None}
 
 
