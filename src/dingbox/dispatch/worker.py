@@ -34,10 +34,11 @@ from typing import Any
 import orjson
 
 from dingbox.clock import calendar_minute, dingtalk_day
+from dingbox.dispatch import units
+from dingbox.dispatch.units import TaskContext, Written
 from dingbox.runtime import Runtime
 from dingbox.store import claim_sql, dispatch_sql
 from dingbox.store.claim_sql import ClaimLost
-from dingbox.store.dispatch_sql import TaskContext, Written
 from dingbox.store.task_sql import TaskRow
 
 log = logging.getLogger("dingbox.dispatch")
@@ -212,7 +213,7 @@ class Dispatcher:
         while tasks and not self._stop.is_set():
             try:
                 written, done = await self.rt.store.write(
-                    dispatch_sql.dispatch_small,
+                    units.dispatch_small,
                     [self._context(task) for task in tasks],
                     owner,
                     visible,
@@ -254,14 +255,14 @@ class Dispatcher:
         )
         visible = await self.rt.visible_users(self.rt.directory.apps.get(task.agent_id or 0))
         recipients = plan.recipients
-        if len(recipients) > dispatch_sql.MAX_POSITION:  # message ids hold the position in POS_BITS bits
+        if len(recipients) > units.MAX_POSITION:  # message ids hold the position in POS_BITS bits
             log.warning(
                 "task %s resolves to %d recipients; deciding the first %d",
                 task.task_id,
                 len(recipients),
-                dispatch_sql.MAX_POSITION,
+                units.MAX_POSITION,
             )
-            recipients = recipients[: dispatch_sql.MAX_POSITION]
+            recipients = recipients[: units.MAX_POSITION]
         total = len(recipients)
         now = self.rt.clock.now()
         await self.rt.store.write(dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now)
@@ -284,7 +285,7 @@ class Dispatcher:
         counts: dict[str, int] = {}
         while pos < total and not self._stop.is_set():
             written = await self.rt.store.write(
-                dispatch_sql.apply_batch,
+                units.apply_batch,
                 ctx,
                 owner,
                 pos,
@@ -328,7 +329,7 @@ class Dispatcher:
             exc_info=exc,
         )
         written = await self.rt.store.write(
-            dispatch_sql.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
+            units.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
         )
         self._publish(written)
 

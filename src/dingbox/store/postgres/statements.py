@@ -8,6 +8,8 @@ _APP_LOCK = "{fn}(hashtextextended('dingbox app ' || k, 0)) FROM unnest(?::bigin
 
 STATEMENTS = {
     "list_aggregate": "string_agg({expr}, ',' ORDER BY id)",
+    # Serializes one robot's batchSends for the rest of the transaction, across processes.
+    "robot_minute_lock": "SELECT pg_advisory_xact_lock(hashtext(?))",
     "accept_gate": "SELECT " + _APP_LOCK.format(fn="pg_advisory_xact_lock_shared"),
     "claim_gate": "SELECT " + _APP_LOCK.format(fn="pg_advisory_xact_lock"),
     # Candidate tasks of a claim: rows another claim has locked are skipped, not waited for.
