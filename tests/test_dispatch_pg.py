@@ -36,6 +36,7 @@ import psycopg  # noqa: E402  (only needed, and only installed for sure, when Po
 FAN_OUT = 50_000
 DEPARTMENTS = 50  # FAN_OUT users, FAN_OUT / DEPARTMENTS in each
 APPS = 4  # of the corp the ordering test sends from
+SMALL_USERS = 2000  # of that corp
 UNLIMITED = ("--limits", "unlimited")
 DISPATCHED = re.compile(r"task (\d+) of app \d+ dispatched: ")
 
@@ -76,7 +77,8 @@ def client(server: ServerProcess) -> Client:
 
 
 class DispatchProcess:
-    """A `dingbox dispatch` subprocess; its output lines are kept in `output`."""
+    """A `dingbox dispatch` subprocess; its output lines are kept in `output`. `started()` waits until
+    its loops run (several can be launched first and then waited for, so they start together)."""
 
     def __init__(self, db: str, args: Sequence[str] = ()) -> None:
         cmd = [sys.executable, "-m", "dingbox", "dispatch", "--db", db, "--log-level", "info", *args]
@@ -85,20 +87,23 @@ class DispatchProcess:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         self.output: list[str] = []
-        started = threading.Event()
+        self._started = threading.Event()
 
         def pump() -> None:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.output.append(line)
                 if line.startswith("dispatchers="):
-                    started.set()
-            started.set()
+                    self._started.set()
+            self._started.set()
 
         threading.Thread(target=pump, daemon=True).start()
-        if not started.wait(30) or self.proc.poll() is not None:
+
+    def started(self) -> DispatchProcess:
+        if not self._started.wait(30) or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("dingbox dispatch did not start:\n" + "".join(self.output))
+        return self
 
     @property
     def pid(self) -> int:
@@ -127,10 +132,11 @@ def dispatchers(pg_url: str) -> Iterator[list[DispatchProcess]]:
         proc.stop()
 
 
-def start(started: list[DispatchProcess], db: str, *args: str) -> DispatchProcess:
-    proc = DispatchProcess(db, [*UNLIMITED, *args])
-    started.append(proc)
-    return proc
+def start(started: list[DispatchProcess], db: str, *args: str, count: int = 2) -> list[DispatchProcess]:
+    """`count` dispatch processes, launched together and then waited for."""
+    procs = [DispatchProcess(db, [*UNLIMITED, *args]) for _ in range(count)]
+    started += procs
+    return [proc.started() for proc in procs]
 
 
 def big_org() -> dict[str, Any]:
@@ -155,7 +161,9 @@ def big_org() -> dict[str, Any]:
             {
                 "corp_id": "small",
                 "name": "Small",
-                "users": [{"userid": f"s{i:03d}", "name": f"S {i}", "dept_ids": [1]} for i in range(200)],
+                "users": [
+                    {"userid": f"s{i:04d}", "name": f"S {i}", "dept_ids": [1]} for i in range(SMALL_USERS)
+                ],
                 "apps": [
                     {**app, "agent_id": 6000 + n, "app_key": f"small-{n}", "app_secret": f"small-{n}-secret"}
                     for n in range(APPS)
@@ -178,11 +186,17 @@ def task_state(db: str, task_id: int) -> tuple[str | None, int, int]:
 
 
 def claimed_mid_fan_out(db: str, task_id: int, timeout: float = 60.0) -> tuple[str, int]:
-    """Wait until the task has committed part of its fan-out; (its owner, its cursor)."""
+    """Wait until the task has committed part of its fan-out; (its owner, its cursor).
+
+    Then gives the planner statistics of the deliveries: a resumed fan-out reads each recipient's
+    same-content owner, and without statistics (a fresh database, autovacuum off or not yet run)
+    PostgreSQL reads every delivery of the app for each chunk of recipients."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         owner, cursor, _ = task_state(db, task_id)
         if owner is not None and 0 < cursor < FAN_OUT:
+            with psycopg.connect(db, autocommit=True) as conn:
+                conn.execute("ANALYZE deliveries")
             return owner, cursor
         time.sleep(0.01)
     raise AssertionError(f"task {task_id} showed no progress: {task_state(db, task_id)}")
@@ -233,7 +247,7 @@ def test_killed_dispatcher_leaves_its_fan_out_to_the_other(
     """SIGKILL of the dispatcher writing a 50,000-recipient fan-out: the other takes the task over at
     its cursor and every user has exactly one message; counters equal rows."""
     # Small writes: the fan-out commits in 50 pieces, so the kill surely lands between two of them.
-    procs = [start(dispatchers, pg_url, "--batch-size", "1000") for _ in range(2)]
+    procs = start(dispatchers, pg_url, "--batch-size", "1000")
     token = client.token("big-key", "big-secret")
     task_id = client.send(token, agent_id=5001, msg=text("everyone"), to_all_user=True)["task_id"]
     owner, _ = claimed_mid_fan_out(pg_url, task_id)
@@ -269,7 +283,7 @@ def test_stopped_dispatcher_hands_its_fan_out_over_at_once(
 ) -> None:
     """SIGTERM of the dispatcher writing a fan-out: it releases the task as it stops (no sweep needed),
     the other goes on at the cursor, and every user has exactly one message."""
-    procs = [start(dispatchers, pg_url, "--batch-size", "1000") for _ in range(2)]
+    procs = start(dispatchers, pg_url, "--batch-size", "1000")
     token = client.token("big-key", "big-secret")
     task_id = client.send(token, agent_id=5001, msg=text("everyone, again"), to_all_user=True)["task_id"]
     owner, _ = claimed_mid_fan_out(pg_url, task_id)
@@ -290,37 +304,73 @@ def test_stopped_dispatcher_hands_its_fan_out_over_at_once(
     assert not survivor.lines("is gone")  # released by the stopping dispatcher, not swept
 
 
+def all_tasks(client: Client, corp_id: str) -> list[dict[str, Any]]:
+    """Every task of a corp, through the paged task list."""
+    tasks: list[dict[str, Any]] = []
+    before = None
+    while True:
+        params: dict[str, Any] = {"corp_id": corp_id, "limit": 200, **({"before": before} if before else {})}
+        resp = client.api("GET", "/tasks", params=params)
+        assert resp.status_code == 200, resp.text
+        tasks += resp.json()["tasks"]
+        before = resp.json()["next_before"]
+        if before is None:
+            return tasks
+
+
 def test_dispatchers_in_two_processes_keep_each_apps_order(
     client: Client, pg_url: str, dispatchers: list[DispatchProcess]
 ) -> None:
-    """2 processes × 2 loops on 2,000 small tasks of four apps accepted in a burst (two senders per
-    app at once): every task is decided once, by one dispatcher; each content sent twice in a row by
-    one sender is delivered by the first task and forbidden (143106) in the second, never the reverse;
-    nobody receives a content twice."""
-    procs = [start(dispatchers, pg_url, "--dispatchers", "2") for _ in range(2)]
-    lanes = [(n, lane) for n in range(APPS) for lane in range(2)]
-    pairs_per_lane = 2000 // len(lanes) // 2
+    """2 processes × 2 loops on 2,000 small tasks of four apps, accepted in a burst (two senders per
+    app at once) before the dispatchers start, behind one send to everyone per app that takes its
+    dispatcher a hundred writes: the backlog is twice what one claim takes, so the loops meet every
+    app's tasks at once, and any loop that took an app's later tasks early would be done with them
+    long before the send to everyone.
 
-    def send_lane(app_lane: tuple[int, int]) -> list[tuple[int, int, str]]:
+    Every task is decided once, by one dispatcher; of each content an app sends twice, the first task
+    delivers and the second is forbidden (143106), never the reverse: one sender of each app sends
+    each content twice in a row, the other all its contents and then all of them again, and each ends
+    with the content of the app's send to everyone, to users that send reaches last. Nobody receives a
+    content twice."""
+    lanes = [(n, lane) for n in range(APPS) for lane in range(2)]
+    per_lane = 2000 // len(lanes)
+    everyone = {n: f"to everyone of app {n}" for n in range(APPS)}
+
+    def send_lane(app_lane: tuple[int, int]) -> list[tuple[str, int, int]]:
+        """(content, task_id, recipients) of each send, in the order sent."""
         n, lane = app_lane
         c = Client(client.base)
         token = c.token(f"small-{n}", f"small-{n}-secret")
+        half = per_lane // 2
+        order = [i // 2 for i in range(per_lane)] if lane == 0 else [i % half for i in range(per_lane)]
+        sends = [
+            (
+                f"app {n} lane {lane} #{k}",
+                [f"s{(k * 7 + j + lane * 100) % 200:04d}" for j in range(1 + k % 3)],
+            )
+            for k in order
+        ]
+        sends.append((everyone[n], [f"s{SMALL_USERS - 1 - lane * 10 - j:04d}" for j in range(3)]))
         sent = []
-        for i in range(pairs_per_lane):
-            users = ",".join(f"s{(i * 7 + k + lane * 50) % 200:03d}" for k in range(1 + i % 3))
-            for _ in range(2):
-                body = c.send(
-                    token, agent_id=6000 + n, msg=text(f"app {n} lane {lane} #{i}"), userid_list=users
-                )
-                assert body["errcode"] == 0, body
-                sent.append((body["task_id"], len(users.split(",")), users))
+        for content, users in sends:
+            body = c.send(token, agent_id=6000 + n, msg=text(content), userid_list=",".join(users))
+            assert body["errcode"] == 0, body
+            sent.append((content, body["task_id"], len(users)))
         return sent
 
+    heads = []
+    for n in range(APPS):
+        token = client.token(f"small-{n}", f"small-{n}-secret")
+        body = client.send(token, agent_id=6000 + n, msg=text(everyone[n]), to_all_user=True)
+        heads.append((everyone[n], body["task_id"], SMALL_USERS))
+    t0 = time.monotonic()
     with ThreadPoolExecutor(len(lanes)) as pool:
-        sent = [task for lane in pool.map(send_lane, lanes) for task in lane]
+        sent = [heads, *pool.map(send_lane, lanes)]
+    accepted = time.monotonic()
+    procs = start(dispatchers, pg_url, "--dispatchers", "2", "--batch-size", "20")
     client.drain(timeout=120)
-    counts = {task_id: client.task(task_id, wait=0, limit=1)["counts"] for task_id, _, _ in sent}
-    seconds = [client.task(task_id, wait=0)["recipients"] for task_id, _, _ in sent[1::2]]
+    print(f"\naccepted in {accepted - t0:.1f} s, all decided {time.monotonic() - accepted:.1f} s later")
+    counts = {task["task_id"]: task["counts"] for task in all_tasks(client, "small")}
     decided = [m[1] for proc in procs for line in proc.output if (m := DISPATCHED.search(line))]
     with psycopg.connect(pg_url) as conn:
         repeats = conn.execute(
@@ -330,14 +380,22 @@ def test_dispatchers_in_two_processes_keep_each_apps_order(
         rows = conn.execute(
             "SELECT COUNT(*), COUNT(DISTINCT (task_seq, pos)) FROM deliveries WHERE agent_id >= 6000"
         ).fetchone()
-    print(f"\ntasks decided per dispatch process: {[len(proc.lines(' dispatched: ')) for proc in procs]}")
+        forbidden = conn.execute(
+            "SELECT DISTINCT reason, code FROM deliveries WHERE agent_id >= 6000 AND outcome = 1"
+        ).fetchall()
+    print(f"tasks decided per dispatch process: {[len(proc.lines(' dispatched: ')) for proc in procs]}")
 
-    assert len(sent) == 2000
-    for (first, size, _), (second, _, _) in zip(sent[::2], sent[1::2], strict=True):
-        assert (counts[first], counts[second]) == ({"delivered": size}, {"forbidden": size})
-    assert {(r["outcome"], r["reason"], r["code"]) for recipients in seconds for r in recipients} == {
-        ("forbidden", "duplicate_content", "143106")
-    }
-    assert sorted(decided) == sorted(str(task_id) for task_id, _, _ in sent)  # each once, by one process
+    assert len(counts) == sum(map(len, sent)) == 2000 + len(lanes) + APPS
+    for head_content, head_id, head_size in heads:  # the send to everyone came first in its app
+        assert counts[head_id] == {"delivered": head_size}, head_content
+    for lane in sent[1:]:
+        seen = set(everyone.values())
+        for content, task_id, size in lane:
+            assert counts[task_id] == ({"forbidden": size} if content in seen else {"delivered": size}), (
+                content
+            )
+            seen.add(content)
+    assert forbidden == [("duplicate_content", "143106")]
+    assert sorted(decided) == sorted(str(task_id) for lane in sent for _, task_id, _ in lane)  # each once
     assert repeats == (0,)
-    assert rows is not None and rows[0] == rows[1] == sum(size for _, size, _ in sent)
+    assert rows is not None and rows[0] == rows[1] == sum(size for lane in sent for _, _, size in lane)
