@@ -76,7 +76,7 @@ def client(server: ServerProcess) -> Client:
     return c
 
 
-class DispatchProcess:
+class DispatchSubprocess:
     """A `dingbox dispatch` subprocess; its output lines are kept in `output`. `started()` waits until
     its loops run (several can be launched first and then waited for, so they start together)."""
 
@@ -99,7 +99,7 @@ class DispatchProcess:
 
         threading.Thread(target=pump, daemon=True).start()
 
-    def started(self) -> DispatchProcess:
+    def started(self) -> DispatchSubprocess:
         if not self._started.wait(30) or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError("dingbox dispatch did not start:\n" + "".join(self.output))
@@ -124,17 +124,17 @@ class DispatchProcess:
 
 
 @pytest.fixture
-def dispatchers(pg_url: str) -> Iterator[list[DispatchProcess]]:
+def dispatchers(pg_url: str) -> Iterator[list[DispatchSubprocess]]:
     """Start dispatch processes with `start(*args)`; each is stopped at the end of the test."""
-    started: list[DispatchProcess] = []
+    started: list[DispatchSubprocess] = []
     yield started
     for proc in started:
         proc.stop()
 
 
-def start(started: list[DispatchProcess], db: str, *args: str, count: int = 2) -> list[DispatchProcess]:
+def start(started: list[DispatchSubprocess], db: str, *args: str, count: int = 2) -> list[DispatchSubprocess]:
     """`count` dispatch processes, launched together and then waited for."""
-    procs = [DispatchProcess(db, [*UNLIMITED, *args]) for _ in range(count)]
+    procs = [DispatchSubprocess(db, [*UNLIMITED, *args]) for _ in range(count)]
     started += procs
     return [proc.started() for proc in procs]
 
@@ -202,7 +202,7 @@ def claimed_mid_fan_out(db: str, task_id: int, timeout: float = 60.0) -> tuple[s
     raise AssertionError(f"task {task_id} showed no progress: {task_state(db, task_id)}")
 
 
-def owner_process(owner: str, procs: Sequence[DispatchProcess]) -> DispatchProcess:
+def owner_process(owner: str, procs: Sequence[DispatchSubprocess]) -> DispatchSubprocess:
     """The dispatch process a claim names: `dingbox-<pid>-<random>/<loop>`."""
     pid = int(owner.split("-")[1])
     return next(p for p in procs if p.pid == pid)
@@ -242,7 +242,7 @@ def whole_fan_out() -> dict[str, int]:
 
 
 def test_killed_dispatcher_leaves_its_fan_out_to_the_other(
-    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
+    client: Client, pg_url: str, dispatchers: list[DispatchSubprocess]
 ) -> None:
     """SIGKILL of the dispatcher writing a 50,000-recipient fan-out: the other takes the task over at
     its cursor and every user has exactly one message; counters equal rows."""
@@ -279,7 +279,7 @@ def claimed_by_other(db: str, task_id: int, owner: str, timeout: float = 60.0) -
 
 
 def test_stopped_dispatcher_hands_its_fan_out_over_at_once(
-    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
+    client: Client, pg_url: str, dispatchers: list[DispatchSubprocess]
 ) -> None:
     """SIGTERM of the dispatcher writing a fan-out: it releases the task as it stops (no sweep needed),
     the other goes on at the cursor, and every user has exactly one message."""
@@ -319,7 +319,7 @@ def all_tasks(client: Client, corp_id: str) -> list[dict[str, Any]]:
 
 
 def test_dispatchers_in_two_processes_keep_each_apps_order(
-    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
+    client: Client, pg_url: str, dispatchers: list[DispatchSubprocess]
 ) -> None:
     """2 processes × 2 loops on 2,000 small tasks of four apps, accepted in a burst (two senders per
     app at once) before the dispatchers start, behind one send to everyone per app that takes its
