@@ -5,8 +5,8 @@
    finishing what it claimed in a second transaction, so the apps' oldest tasks move on; no deciding,
    no HTTP. Claim transactions per second, and tasks claimed per second, with the dispatcher's claim
    size (1,000) and with claims of one task (each claim a transaction of its own: the claim's cost).
-2. dispatch: one-recipient tasks (each its own content) inserted in one transaction in front of
-   `dingbox dispatch` processes already running: 1 process × 1 loop, 2 × 1, 2 × 2. Rate: tasks
+2. dispatch: one-recipient tasks (each its own content) inserted in one transaction, then
+   `dingbox dispatch` processes started on them: 1 process × 1 loop, 2 × 1, 2 × 2. Rate: tasks
    decided between the first and the last finish over the time between them.
 3. accept gate: the accept unit of work (`task_sql.insert_tasks` of one task) one after another,
    with the app's advisory lock (`accept_gate`) and without it, in alternating rounds: what the gate
@@ -15,10 +15,12 @@
    answers it finished, one after another, decided by a `dingbox dispatch` process (woken by the
    relayed `task.accepted`); against the same with the serve process dispatching itself.
 
-Each figure is printed with its ratio to the one-process (or no-gate) reference measured in the same
-run. Makes and drops its own database (prefix dbxc_bench_).
+The tasks are analyzed after they are inserted, as autovacuum would (the planner's choices without
+statistics are not the ones a running server gets). Each figure is printed with its ratio to the
+one-process (or no-gate) reference measured in the same run. Makes and drops its own database
+(prefix dbxc_bench_).
 
-Usage: python bench/claims_pg.py [--postgres-url URL] [--tasks N] [--apps A] [--rounds R]
+Usage: python bench/claims_pg.py [--postgres-url URL] [--tasks N] [--apps A] [--rounds R] [--parts 1234]
 """
 
 from __future__ import annotations
@@ -123,6 +125,12 @@ def reset(url: str) -> None:
         conn.execute("TRUNCATE tasks, deliveries, minute_counts, content_days")
 
 
+def analyze(url: str) -> None:
+    """Statistics for the planner, as autovacuum keeps them on a server that runs it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE tasks")
+
+
 # -- 1. claims ------------------------------------------------------------------------------------
 
 
@@ -157,6 +165,7 @@ def claims_round(
 ) -> dict[str, float]:
     reset(url)
     add_tasks(store, count, apps, f"claims {uuid.uuid4().hex[:6]}")
+    analyze(url)
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         start_at = time.time() + 2.0  # every process connected before the clock starts
         results = list(pool.map(claimer, [url] * processes, [limit] * processes, [start_at] * processes))
@@ -190,9 +199,10 @@ def dispatch_round(
     url: str, store: PostgresStore, processes: int, loops: int, count: int, apps: int
 ) -> float:
     reset(url)
+    add_tasks(store, count, apps, f"dispatch {uuid.uuid4().hex[:6]}")
+    analyze(url)
     procs = dispatch_processes(url, processes, loops)
     try:
-        add_tasks(store, count, apps, f"dispatch {uuid.uuid4().hex[:6]}")
         deadline = time.monotonic() + 600
         while pending(url) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -269,6 +279,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--apps", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 2 or 13")
     args = parser.parse_args()
     with database(args.postgres_url) as url:
         store = PostgresStore(url)
@@ -276,8 +287,9 @@ def main() -> None:
             store.write_sync(load_document_tx, org(args.apps))
             print(f"{args.tasks} one-recipient tasks of {args.apps} apps; medians of {args.rounds} rounds")
 
-            print("\n1. claims (claim, then finish in a second transaction)")
-            for limit in (1000, 1):
+            for limit in (1000, 1) if "1" in args.parts else ():
+                if limit == 1000:
+                    print("\n1. claims (claim, then finish in a second transaction)")
                 count = args.tasks if limit > 1 else min(args.tasks, 5000)
                 figures = {
                     p: [claims_round(url, store, p, limit, count, args.apps) for _ in range(args.rounds)]
@@ -294,9 +306,10 @@ def main() -> None:
                         + (f"  x{m['tasks/s'] / med[1]['tasks/s']:.2f}" if p == 2 else "")
                     )
 
-            print("\n2. dispatch of one-recipient tasks by `dingbox dispatch` processes")
             reference = 0.0
-            for processes, loops in ((1, 1), (2, 1), (2, 2)):
+            for processes, loops in ((1, 1), (2, 1), (2, 2)) if "2" in args.parts else ():
+                if not reference:
+                    print("\n2. dispatch of one-recipient tasks by `dingbox dispatch` processes")
                 rate = statistics.median(
                     dispatch_round(url, store, processes, loops, args.tasks, args.apps)
                     for _ in range(args.rounds)
@@ -305,25 +318,34 @@ def main() -> None:
                 ratio = rate / reference
                 print(f"   {processes} process(es) x {loops} loop(s): {rate:8.0f} tasks/s  x{ratio:.2f}")
 
-            print("\n3. accept unit of work, one after another")
-            reset(url)
-            bare_rounds, gated_rounds = [], []
-            for _ in range(args.rounds):
-                with without_accept_gate():
-                    bare_rounds.append(accepts_per_second(store, 1000, args.apps))
-                gated_rounds.append(accepts_per_second(store, 1000, args.apps))
-            bare, gated = statistics.median(bare_rounds), statistics.median(gated_rounds)
-            print(f"   without the gate: {bare:6.0f}/s ({1e6 / bare:.0f} µs each)")
-            print(f"   with the gate:    {gated:6.0f}/s ({1e6 / gated:.0f} µs each)  x{gated / bare:.2f}")
-
-            print("\n4. a send until it is seen finished, one after another (median of 50 each)")
-            reset(url)
-            own = wake_latency(url, serve_dispatchers=1, processes=0)
-            other = wake_latency(url, serve_dispatchers=0, processes=1)
-            print(f"   serve dispatching itself:     {own * 1000:6.1f} ms")
-            print(f"   a dispatch process, woken:    {other * 1000:6.1f} ms  x{other / own:.2f}")
+            if "3" in args.parts:
+                accept_gate_part(url, store, args.apps, args.rounds)
+            if "4" in args.parts:
+                wake_part(url)
         finally:
             store.close()
+
+
+def accept_gate_part(url: str, store: PostgresStore, apps: int, rounds: int) -> None:
+    print("\n3. accept unit of work, one after another")
+    reset(url)
+    bare_rounds, gated_rounds = [], []
+    for _ in range(rounds):
+        with without_accept_gate():
+            bare_rounds.append(accepts_per_second(store, 1000, apps))
+        gated_rounds.append(accepts_per_second(store, 1000, apps))
+    bare, gated = statistics.median(bare_rounds), statistics.median(gated_rounds)
+    print(f"   without the gate: {bare:6.0f}/s ({1e6 / bare:.0f} µs each)")
+    print(f"   with the gate:    {gated:6.0f}/s ({1e6 / gated:.0f} µs each)  x{gated / bare:.2f}")
+
+
+def wake_part(url: str) -> None:
+    print("\n4. a send until it is seen finished, one after another (median of 50 each)")
+    reset(url)
+    own = wake_latency(url, serve_dispatchers=1, processes=0)
+    other = wake_latency(url, serve_dispatchers=0, processes=1)
+    print(f"   serve dispatching itself:     {own * 1000:6.1f} ms")
+    print(f"   a dispatch process, woken:    {other * 1000:6.1f} ms  x{other / own:.2f}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from dingbox.store.task_sql import TASK_COLUMNS, TaskRow
 T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
 CLAIM_PAGE = 500  # pending tasks read per step of a claim, in acceptance order
+WINDOW_PAGES = 2  # pages a claim reads in acceptance order before it looks app by app
 
 
 class ClaimLost(Exception):
@@ -56,35 +57,14 @@ def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow
 
     Reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and stops at the
     first task not ready yet (tasks become ready in acceptance order: `not_before` is the accept time
-    plus one fixed delay), so a claim costs the same with 10 or 100,000 tasks pending. Each app seen
-    costs one look-up of its oldest unfinished task in `tasks_agent_pending`.
+    plus one fixed delay). Each app seen costs one look-up of its oldest unfinished task in
+    `tasks_agent_pending`. When the first pages hold mostly tasks of apps other dispatchers hold, the
+    claim stops reading the backlog and looks app by app instead (`_beyond_window`), so a claim
+    costs about the same with 10 or 100,000 tasks pending, however many of them are held.
     """
-    candidates: list[tuple[int, int | None]] = []
-    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
-    after = 0
-    while len(candidates) < limit:
-        page = tx.all(
-            "SELECT seq, agent_id, not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (after, CLAIM_PAGE),
-        )
-        for seq, agent_id, not_before in page:
-            if not_before > now_real:
-                page = []  # the rest are not ready either
-                break
-            if agent_id is not None:
-                free = heads.get(agent_id)
-                if free is None:
-                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
-                    free = heads[agent_id] = head is not None and head[0] == seq
-                if not free:
-                    continue
-            candidates.append((seq, agent_id))
-            if len(candidates) == limit:
-                break
-        if len(page) < CLAIM_PAGE:
-            break
-        after = page[-1][0]
+    candidates, heads, window_end, more = _window(tx, now_real, limit)
+    if more and len(candidates) < limit:
+        candidates += _beyond_window(tx, now_real, limit - len(candidates), heads, window_end)
     if not candidates:
         return []
     rows = _lock_candidates(tx, [seq for seq, _ in candidates])
@@ -97,7 +77,80 @@ def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow
             f"UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq IN ({placeholders(len(chunk))})",
             (owner, now_real, *chunk),
         )
-    return [rows[seq] for seq, _ in claimed]
+    return sorted((rows[seq] for seq, _ in claimed), key=lambda task: task.seq)
+
+
+Candidates = list[tuple[int, int | None]]  # (seq, agent_id), each app's in seq order
+
+
+def _window(tx: Tx, now_real: float, limit: int) -> tuple[Candidates, dict[int, bool], int, bool]:
+    """Candidates from the first WINDOW_PAGES pages of unclaimed unfinished tasks in seq order; the
+    apps seen, each with whether its oldest unfinished task is among them; the last seq read; and
+    whether ready tasks may lie beyond."""
+    candidates: Candidates = []
+    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
+    after = 0
+    for _ in range(WINDOW_PAGES):
+        page = tx.all(
+            "SELECT seq, agent_id, not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after, CLAIM_PAGE),
+        )
+        for seq, agent_id, not_before in page:
+            if not_before > now_real:
+                return candidates, heads, after, False  # the rest are not ready either
+            if agent_id is not None:
+                free = heads.get(agent_id)
+                if free is None:
+                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
+                    free = heads[agent_id] = head is not None and head[0] == seq
+                if not free:
+                    continue
+            candidates.append((seq, agent_id))
+            if len(candidates) == limit:
+                return candidates, heads, seq, False
+        if len(page) < CLAIM_PAGE:
+            return candidates, heads, after, False
+        after = page[-1][0]
+    return candidates, heads, after, True
+
+
+# The oldest unfinished task of every app with one, and whether it is free (unclaimed and ready): a
+# skip scan of `tasks_agent_pending`, a few index seeks per app whatever the backlog. Subqueries rather
+# than joins, so that no planner (PostgreSQL's without statistics) can choose to scan the tasks.
+_APP_HEADS = (
+    "WITH RECURSIVE apps(agent_id) AS ("
+    " SELECT MIN(agent_id) FROM tasks WHERE status < 2"
+    " UNION ALL SELECT"
+    " (SELECT MIN(t.agent_id) FROM tasks t WHERE t.status < 2 AND t.agent_id > apps.agent_id)"
+    " FROM apps WHERE apps.agent_id IS NOT NULL)"
+    " SELECT agent_id, (SELECT claimed_by IS NULL AND not_before <= ? FROM tasks WHERE seq = head)"
+    " FROM (SELECT agent_id,"
+    " (SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = apps.agent_id) AS head"
+    " FROM apps WHERE agent_id IS NOT NULL) AS heads ORDER BY head"
+)
+
+
+def _beyond_window(tx: Tx, now_real: float, room: int, heads: dict[int, bool], window_end: int) -> Candidates:
+    """Past the window: the runs of the apps whose oldest unfinished task is free (those met in the
+    window first, then the others oldest head first), read app by app off `tasks_agent_pending`."""
+    free = [agent_id for agent_id, ours in heads.items() if ours]
+    free += [
+        agent_id for agent_id, ready in tx.all(_APP_HEADS, (now_real,)) if ready and agent_id not in heads
+    ]
+    found: Candidates = []
+    for agent_id in free:
+        for seq, claimed_by, not_before in tx.all(
+            "SELECT seq, claimed_by, not_before FROM tasks WHERE status < 2 AND agent_id = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (agent_id, window_end, room - len(found)),
+        ):
+            if claimed_by is not None or not_before > now_real:
+                break
+            found.append((seq, agent_id))
+        if len(found) >= room:
+            break
+    return found
 
 
 def _lock_candidates(tx: Tx, seqs: Sequence[int]) -> dict[int, TaskRow]:
