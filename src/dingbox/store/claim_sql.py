@@ -118,13 +118,15 @@ def _window(tx: Tx, now_real: float, limit: int) -> tuple[Candidates, dict[int, 
 # The oldest unfinished task of every app with one, and whether it is free (unclaimed and ready): a
 # skip scan of `tasks_agent_pending`, a few index seeks per app whatever the backlog. Subqueries rather
 # than joins, so that no planner (PostgreSQL's without statistics) can choose to scan the tasks.
-_APP_HEADS = (
+_APPS = (  # every agent_id with unfinished tasks, and a NULL
     "WITH RECURSIVE apps(agent_id) AS ("
     " SELECT MIN(agent_id) FROM tasks WHERE status < 2"
     " UNION ALL SELECT"
     " (SELECT MIN(t.agent_id) FROM tasks t WHERE t.status < 2 AND t.agent_id > apps.agent_id)"
     " FROM apps WHERE apps.agent_id IS NOT NULL)"
-    " SELECT agent_id, (SELECT claimed_by IS NULL AND not_before <= ? FROM tasks WHERE seq = head)"
+)
+_APP_HEADS = (
+    _APPS + " SELECT agent_id, (SELECT claimed_by IS NULL AND not_before <= ? FROM tasks WHERE seq = head)"
     " FROM (SELECT agent_id,"
     " (SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = apps.agent_id) AS head"
     " FROM apps WHERE agent_id IS NOT NULL) AS heads ORDER BY head"
@@ -265,11 +267,31 @@ def release_claims(tx: Tx, owner: str | None = None) -> int:
     )
 
 
+# Who holds each app's oldest unfinished task (and any task of no app). An app's claimed tasks are a
+# run from its oldest one on, held by one owner, so every claim of a dead process is among these, or
+# comes to be once the tasks before it are finished.
+_HEAD_HOLDERS = (
+    _APPS + " SELECT (SELECT claimed_by FROM tasks WHERE status < 2 AND agent_id = apps.agent_id"
+    " ORDER BY seq LIMIT 1) FROM apps WHERE agent_id IS NOT NULL"
+    " UNION SELECT claimed_by FROM tasks WHERE status < 2 AND agent_id IS NULL"
+)
+
+
 def release_dead_claims(tx: Tx) -> dict[str, int]:
     """On a shared store, free the claims of dispatchers whose process is gone; gives the released
-    tasks per former owner. A task whose row is locked (a write in flight, or a dead process's last
-    statement still running on the server) is left for the next sweep."""
+    tasks per former owner. Looks at the holders of the apps' oldest tasks only, so a sweep costs a
+    few index seeks per app however long the backlog; a task whose row is locked (a write in flight,
+    or a dead process's last statement still running on the server) is left for the next sweep."""
+    holders = {row[0] for row in tx.all(_HEAD_HOLDERS) if row[0] is not None}
+    if not holders:
+        return {}
+    # Read after the holders: a claimant's session opens before its first claim, so a holder seen
+    # above that is still alive is listed.
+    live = {row[0] for row in tx.all(tx.sql("live_claimants"))}
     released: dict[str, int] = {}
-    for (owner,) in tx.all(tx.sql("release_dead_claims")):
-        released[owner] = released.get(owner, 0) + 1
+    for owner in sorted(holders):
+        if owner.split("/")[0] not in live:
+            count = len(tx.all(tx.sql("release_claims_of"), (owner,)))
+            if count:
+                released[owner] = count
     return released

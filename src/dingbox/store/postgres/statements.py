@@ -24,13 +24,10 @@ STATEMENTS = {
     ),
     # A claim's owner is `<claimant>/<loop>`, and a claimant is alive while a session of its process
     # carries its name (`presence.py`); the server ends that session when the process dies.
-    "release_dead_claims": (
-        "WITH dead AS ("
-        " SELECT seq, claimed_by FROM tasks WHERE status < 2 AND claimed_by IS NOT NULL"
-        " AND split_part(claimed_by, '/', 1) NOT IN"
-        " (SELECT application_name FROM pg_stat_activity WHERE application_name <> '')"
-        " FOR UPDATE SKIP LOCKED)"
+    "live_claimants": "SELECT application_name FROM pg_stat_activity WHERE application_name <> ''",
+    "release_claims_of": (
+        "WITH dead AS (SELECT seq FROM tasks WHERE status < 2 AND claimed_by = ? FOR UPDATE SKIP LOCKED)"
         " UPDATE tasks SET claimed_by = NULL, claimed_at = NULL FROM dead WHERE tasks.seq = dead.seq"
-        " RETURNING dead.claimed_by"
+        " RETURNING tasks.seq"
     ),
 }
