@@ -286,44 +286,52 @@ def main() -> None:
         try:
             store.write_sync(load_document_tx, org(args.apps))
             print(f"{args.tasks} one-recipient tasks of {args.apps} apps; medians of {args.rounds} rounds")
+            print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
 
-            for limit in (1000, 1) if "1" in args.parts else ():
-                if limit == 1000:
-                    print("\n1. claims (claim, then finish in a second transaction)")
-                count = args.tasks if limit > 1 else min(args.tasks, 5000)
-                figures = {
-                    p: [claims_round(url, store, p, limit, count, args.apps) for _ in range(args.rounds)]
-                    for p in (1, 2)
-                }
-                med = {
-                    p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in figures.items()
-                }
-                for p in (1, 2):
-                    m = med[p]
-                    print(
-                        f"   limit {limit:>4}, {p} process(es): {m['claims/s']:8.0f} claims/s"
-                        f" {m['tasks/s']:8.0f} tasks/s  ({m['empty']:.0%} of claims empty)"
-                        + (f"  x{m['tasks/s'] / med[1]['tasks/s']:.2f}" if p == 2 else "")
-                    )
-
-            reference = 0.0
-            for processes, loops in ((1, 1), (2, 1), (2, 2)) if "2" in args.parts else ():
-                if not reference:
-                    print("\n2. dispatch of one-recipient tasks by `dingbox dispatch` processes")
-                rate = statistics.median(
-                    dispatch_round(url, store, processes, loops, args.tasks, args.apps)
-                    for _ in range(args.rounds)
-                )
-                reference = reference or rate
-                ratio = rate / reference
-                print(f"   {processes} process(es) x {loops} loop(s): {rate:8.0f} tasks/s  x{ratio:.2f}")
-
+            if "1" in args.parts:
+                claims_part(url, store, args.tasks, args.apps, args.rounds)
+            if "2" in args.parts:
+                dispatch_part(url, store, args.tasks, args.apps, args.rounds)
             if "3" in args.parts:
                 accept_gate_part(url, store, args.apps, args.rounds)
             if "4" in args.parts:
                 wake_part(url)
+            print("\nload average at the end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
         finally:
             store.close()
+
+
+def claims_part(url: str, store: PostgresStore, tasks: int, apps: int, rounds: int) -> None:
+    """Rounds alternate between one and two processes, so that a change of the machine's load falls
+    on both."""
+    print("\n1. claims (claim, then finish in a second transaction)")
+    for limit in (1000, 1):
+        count = tasks if limit > 1 else min(tasks, 5000)
+        figures: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+        for _ in range(rounds):
+            for processes in (1, 2):
+                figures[processes].append(claims_round(url, store, processes, limit, count, apps))
+        med = {p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in figures.items()}
+        for p in (1, 2):
+            m = med[p]
+            print(
+                f"   limit {limit:>4}, {p} process(es): {m['claims/s']:8.0f} claims/s"
+                f" {m['tasks/s']:8.0f} tasks/s  ({m['empty']:.0%} of claims empty)"
+                + (f"  x{m['tasks/s'] / med[1]['tasks/s']:.2f}" if p == 2 else "")
+            )
+
+
+def dispatch_part(url: str, store: PostgresStore, tasks: int, apps: int, rounds: int) -> None:
+    print("\n2. dispatch of one-recipient tasks by `dingbox dispatch` processes")
+    shapes = ((1, 1), (2, 1), (2, 2))
+    rates: dict[tuple[int, int], list[float]] = {shape: [] for shape in shapes}
+    for _ in range(rounds):
+        for processes, loops in shapes:
+            rates[(processes, loops)].append(dispatch_round(url, store, processes, loops, tasks, apps))
+    reference = statistics.median(rates[shapes[0]])
+    for (processes, loops), values in rates.items():
+        rate = statistics.median(values)
+        print(f"   {processes} process(es) x {loops} loop(s): {rate:8.0f} tasks/s  x{rate / reference:.2f}")
 
 
 def accept_gate_part(url: str, store: PostgresStore, apps: int, rounds: int) -> None:
