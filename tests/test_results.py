@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -40,14 +41,13 @@ def message_of(c: Client, userid: str, task_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def slow(module_store: Callable[[], AbstractContextManager[str]]) -> Iterator[ServerProcess]:
     """A server whose tasks wait 2 s before dispatch, then fan out 2 recipients every 0.3 s."""
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("slow") / "dingbox.db",
-        ["--test-controls", "--dispatch-delay", "2", "--batch-size", "2", "--batch-pause", "0.3"],
-    ).start()
-    yield proc
-    proc.stop()
+    with module_store() as db:
+        args = ["--test-controls", "--dispatch-delay", "2", "--batch-size", "2", "--batch-pause", "0.3"]
+        proc = ServerProcess(db, args).start()
+        yield proc
+        proc.stop()
 
 
 @pytest.fixture
