@@ -342,7 +342,8 @@ def apply_batch(
     """
     task = ctx.task
     state = tx.one(
-        "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?",
+        "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?"
+        + tx.sql("row_lock"),
         (task.seq, owner),
     )
     if state is None or state[0] != pos:
@@ -424,7 +425,7 @@ def dispatch_small(
             (seq, int(recalled_at is not None))
             for seq, recalled_at in tx.all(
                 f"SELECT seq, recalled_at FROM tasks WHERE seq IN ({placeholders(len(chunk))})"
-                " AND claimed_by = ? AND status < 2 AND cursor = 0",
+                " AND claimed_by = ? AND status < 2 AND cursor = 0" + tx.sql("row_lock"),
                 (*chunk, owner),
             )
         )
@@ -529,7 +530,8 @@ def task_counts(tx: Tx, seq: int) -> dict[str, int]:
 def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written | None:
     """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`)."""
     state = tx.one(
-        "SELECT cursor FROM tasks WHERE seq = ? AND claimed_by = ? AND status < 2", (task.seq, owner)
+        "SELECT cursor FROM tasks WHERE seq = ? AND claimed_by = ? AND status < 2" + tx.sql("row_lock"),
+        (task.seq, owner),
     )
     if state is None:
         return None

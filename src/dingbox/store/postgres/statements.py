@@ -2,4 +2,8 @@
 
 STATEMENTS = {
     "list_aggregate": "string_agg({expr}, ',' ORDER BY id)",
+    # Units of work run side by side: a dispatcher's write locks its task row as it reads it, so a
+    # recall or a reset of that task waits for the write to end (and then sees its deliveries), or the
+    # write waits for them (and sees the task recalled, or gone).
+    "row_lock": " FOR UPDATE",
 }

@@ -4,4 +4,6 @@ STATEMENTS = {
     # SQLite reads a rowid range in rowid order and aggregates rows as it reads them, so the list
     # comes out in decision order without an ORDER BY.
     "list_aggregate": "group_concat({expr}, ',')",
+    # One writer: a unit of work never runs beside another, so what it read stays as read until it ends.
+    "row_lock": "",
 }
