@@ -316,6 +316,26 @@ def in_parallel(base: str, jobs: Sequence[Callable[[Client], int]]) -> list[int]
         return list(pool.map(run, jobs))
 
 
+# The parts of a Task and a Message that are contracts (DESIGN §7): what an upgrade must keep as it was.
+TASK_FACTS = ("task_id", "corp_id", "agent_id", "source", "status", "counts", "invalid_dept_ids")
+RECIPIENT_FACTS = ("userid", "outcome", "reason", "code", "message_id")
+MESSAGE_FACTS = ("id", "task_id", "source", "agent_id", "robot_code", "msgtype", "content", "template_id")
+MESSAGE_FACTS += ("status_bar", "read", "recalled", "created_at")
+
+
+def task_facts(c: Client, task_id: int) -> dict[str, Any]:
+    """The task's contract fields and its recipients', once it is finished."""
+    task = c.task(task_id)
+    facts = {key: task[key] for key in TASK_FACTS}
+    facts["recipients"] = [{key: r[key] for key in RECIPIENT_FACTS} for r in task["recipients"]]
+    return facts
+
+
+def inbox_facts(c: Client, userid: str) -> list[dict[str, Any]]:
+    """The contract fields of a demo-corp user's messages, newest first."""
+    return [{key: m[key] for key in MESSAGE_FACTS} for m in c.inbox(userid, limit=200)]
+
+
 def api_error(resp: requests.Response) -> tuple[int, str]:
     """(status, code) of a /api/v1 error, checking its envelope."""
     assert resp.headers["content-type"] == "application/json", resp.text
