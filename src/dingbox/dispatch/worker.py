@@ -27,9 +27,10 @@ from typing import Any
 import orjson
 
 from dingbox.clock import calendar_minute, dingtalk_day
+from dingbox.dispatch import units
+from dingbox.dispatch.units import TaskContext, Written
 from dingbox.runtime import Runtime
 from dingbox.store import dispatch_sql
-from dingbox.store.dispatch_sql import TaskContext, Written
 from dingbox.store.task_sql import TaskRow
 
 log = logging.getLogger("dingbox.dispatch")
@@ -134,7 +135,7 @@ class Dispatcher:
         while tasks and not self._stop.is_set():
             try:
                 written, done = await self.rt.store.write(
-                    dispatch_sql.dispatch_small,
+                    units.dispatch_small,
                     [self._context(task) for task in tasks],
                     owner,
                     visible,
@@ -174,14 +175,14 @@ class Dispatcher:
         )
         visible = await self.rt.visible_users(self.rt.directory.apps.get(task.agent_id or 0))
         recipients = plan.recipients
-        if len(recipients) > dispatch_sql.MAX_POSITION:  # message ids hold the position in POS_BITS bits
+        if len(recipients) > units.MAX_POSITION:  # message ids hold the position in POS_BITS bits
             log.warning(
                 "task %s resolves to %d recipients; deciding the first %d",
                 task.task_id,
                 len(recipients),
-                dispatch_sql.MAX_POSITION,
+                units.MAX_POSITION,
             )
-            recipients = recipients[: dispatch_sql.MAX_POSITION]
+            recipients = recipients[: units.MAX_POSITION]
         total = len(recipients)
         now = self.rt.clock.now()
         if not await self.rt.store.write(
@@ -207,7 +208,7 @@ class Dispatcher:
         counts: dict[str, int] = {}
         while pos < total and not self._stop.is_set():
             written = await self.rt.store.write(
-                dispatch_sql.apply_batch,
+                units.apply_batch,
                 ctx,
                 owner,
                 pos,
@@ -251,7 +252,7 @@ class Dispatcher:
             exc_info=exc,
         )
         written = await self.rt.store.write(
-            dispatch_sql.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
+            units.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
         )
         if written is not None:
             self._publish(written)

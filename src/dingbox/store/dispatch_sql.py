@@ -1,22 +1,22 @@
-"""Store operations of the dispatcher: claim a task, resolve its recipients set-wise, decide, write a batch.
+"""Store operations of the dispatcher: claim tasks, resolve their recipients set-wise, read the facts
+the rules need, write the decisions.
 
-A write's deliveries, its dedup keys (the `deliveries_dedup` index over delivered rows) and its
-counters (the minute count, and the daily count that the same index answers) commit together with
-the task's cursor, so a crash loses a whole write or none of it and a restart resumes at the cursor.
+The rules themselves are not here: `dispatch/units.py` composes these reads and writes with
+`domain.pipeline` into units of work, each run in one transaction, so a write's deliveries, its dedup
+keys (the `deliveries_dedup` index over delivered rows) and its counters (the minute count, and the
+daily count that the same index answers) commit together with the task's cursor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import orjson
 
-from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
-from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
-from dingbox.store import delivery_sql
+from dingbox.domain.pipeline import RecipientRow
 from dingbox.store.base import Tx, placeholders
 from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_range
 
@@ -131,13 +131,7 @@ def resolve(
     to_all: bool,
 ) -> Plan:
     """userid_list order, then users of the departments' subtrees by department id and userid; each once."""
-    known: dict[str, bool] = {}
-    for chunk in _chunks(userids):
-        for userid, active in tx.all(
-            f"SELECT userid, active FROM users WHERE corp_id = ? AND userid IN ({placeholders(len(chunk))})",
-            (corp_id, *chunk),
-        ):
-            known[userid] = bool(active)
+    known = users_active(tx, corp_id, userids)
     recipients: list[RecipientRow] = [(u, known.get(u)) for u in userids]
     invalid, roots = _split_dept_ids(tx, corp_id, dept_ids)
     if to_all:
@@ -189,33 +183,12 @@ def visible_set(tx: Tx, corp_id: str, visible: Visibility) -> frozenset[str]:
     return frozenset(users)
 
 
-# -- deciding and writing ------------------------------------------------------------------------
+# -- facts and writes of a dispatch (the units of work in dispatch/units.py compose them) ----------
 
 
-@dataclass(frozen=True)
-class TaskContext:
-    """What a task is decided under: its app's limits, and the DingTalk day and minute of its
-    acceptance."""
-
-    task: TaskRow
-    limits: AppLimits
-    day: int
-    minute: int
-
-
-@dataclass
-class Written:
-    """What one write decided for one task: for the event bus, the log and the task's counts."""
-
-    task: TaskRow
-    finished: bool
-    decided: int  # the task's cursor after the write
-    total: int
-    delivered: list[list[int | str]]  # [message_id, userid] of this write's deliveries
-    counts: dict[str, int]  # outcome name -> recipients, this write's
-
-
-_OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
+def others_waiting(tx: Tx) -> bool:
+    """Whether other units of work wait for this transaction (see `Tx.others_waiting`)."""
+    return tx.others_waiting()
 
 
 def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> bool:
@@ -239,7 +212,7 @@ def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
     return row is not None and row[0] != task.seq
 
 
-def _read_daily(
+def daily_facts(
     tx: Tx, agent_id: int | None, day: int, userids: Sequence[str], content_hash: bytes | None
 ) -> tuple[dict[str, int], dict[str, int]]:
     """(delivered today per user, task seq holding `content_hash` today per user) for one app, read off
@@ -259,9 +232,10 @@ def _read_daily(
     return daily, owners
 
 
-def _read_owners(
+def content_owners(
     tx: Tx, agent_id: int | None, day: int, content_hash: bytes, userids: Sequence[str]
 ) -> dict[str, int]:
+    """userid -> seq of the task that delivered this content to them today, for one app."""
     owners: dict[str, int] = {}
     for chunk in _chunks(userids):
         owners.update(
@@ -274,32 +248,24 @@ def _read_owners(
     return owners
 
 
-def _minute_count(tx: Tx, agent_id: int | None, minute: int) -> int:
+def minute_count(tx: Tx, agent_id: int | None, minute: int) -> int:
     row = tx.one("SELECT n FROM minute_counts WHERE agent_id = ? AND minute = ?", (agent_id, minute))
     return int(row[0]) if row else 0
 
 
-def _rows(
-    task: TaskRow,
-    pos: int,
-    decisions: Sequence[DecisionRow | None],
-    day: int,
-    now: float,
-    recalled: int,
-    written: Written,
-) -> list[delivery_sql.Row]:
-    """Delivery rows of decisions taken from position `pos`; adds to `written`'s lists and counts."""
-    rows, delivered, counts = delivery_sql.delivery_rows(
-        task.seq, task.corp_id, task.agent_id, pos, decisions, day, task.content_hash, now, recalled
-    )
-    written.delivered += delivered
-    for name, n in zip(_OUTCOME_NAMES, counts, strict=True):
-        if n:
-            written.counts[name] = written.counts.get(name, 0) + n
-    return rows
+def users_active(tx: Tx, corp_id: str, userids: Sequence[str]) -> dict[str, bool]:
+    """userid -> active, for the userids the corp has."""
+    known: dict[str, bool] = {}
+    for chunk in _chunks(userids):
+        for userid, active in tx.all(
+            f"SELECT userid, active FROM users WHERE corp_id = ? AND userid IN ({placeholders(len(chunk))})",
+            (corp_id, *chunk),
+        ):
+            known[userid] = bool(active)
+    return known
 
 
-def _count_deliveries(
+def count_deliveries(
     tx: Tx, spent: dict[tuple[int | None, int, bytes | None], int], minutes: dict[tuple[int | None, int], int]
 ) -> None:
     """Record the contents spent today (first task wins) and add to the minute counters."""
@@ -315,83 +281,40 @@ def _count_deliveries(
     )
 
 
-CHUNK_ROWS = 250  # recipients decided between two looks at whether others wait for the writer
+class LargeTaskState(NamedTuple):
+    cursor: int
+    delivered: int
+    recalled_at: float | None
+    total: int | None
 
 
-def apply_batch(
-    tx: Tx,
-    ctx: TaskContext,
-    owner: str,
-    pos: int,
-    recipients: Sequence[RecipientRow],
-    visible: frozenset[str] | None,
-    now: float,
-    now_real: float,
-    most: int,
-    recipient_facts: bool = True,
-) -> Written | None:
-    """Decide and write a large task from position `pos` on, in one transaction sized to the work: up
-    to `most` recipients, but only until other units of work wait for the writer (a send being
-    accepted), so they wait for one chunk at most. None when the task is gone or no longer ours.
-
-    Few, large commits matter: every commit of a fan-out rewrites the pages of the userid-keyed
-    indexes it touched, and a fan-out ordered by department touches pages all over them.
-
-    `recipient_facts=False` skips reading each recipient's same-content owner and daily count: right
-    only when neither can matter (see `Dispatcher._run_large`).
-    """
-    task = ctx.task
-    state = tx.one(
+def large_task_state(tx: Tx, seq: int, owner: str) -> LargeTaskState | None:
+    """A task's progress while `owner` holds its claim; None once it does not (reset, taken over)."""
+    return tx.record(
+        LargeTaskState,
         "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?"
         + tx.sql("row_lock"),
-        (task.seq, owner),
+        (seq, owner),
     )
-    if state is None or state[0] != pos:
-        return None  # reset, or another dispatcher took over: stop quietly
-    _, delivered_before, recalled_at, total = state
-    recalled = int(recalled_at is not None)
-    minute_before = minute = _minute_count(tx, task.agent_id, ctx.minute)
-    in_task = delivered_before
-    end = min(len(recipients), pos + most)
-    written = Written(task, False, pos, total or 0, [], {})
-    at = pos
-    while at < end and (at == pos or not tx.others_waiting()):
-        batch = recipients[at : min(end, at + CHUNK_ROWS)]
-        daily: dict[str, int] = {}
-        owners: dict[str, int] = {}
-        if task.content_hash is not None and recipient_facts:
-            deliverable = [userid for userid, active in batch if active]
-            daily, owners = _read_daily(tx, task.agent_id, ctx.day, deliverable, task.content_hash)
-        facts = BatchFacts(visible, owners, daily, minute, in_task)
-        decisions = decide_batch(
-            task.seq, batch, facts, ctx.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
-        )
-        minute, in_task = facts.minute_count, facts.delivered_in_task
-        delivery_sql.insert(tx, _rows(task, at, decisions, ctx.day, now, recalled, written))
-        at += len(batch)
-    written.decided = at
-    written.finished = total is not None and at >= total
-    delivered_now = minute - minute_before
-    if delivered_now:
-        _count_deliveries(
-            tx,
-            {(task.agent_id, ctx.day, task.content_hash): task.seq},
-            {(task.agent_id, ctx.minute): delivered_now},
-        )
+
+
+def advance_task(
+    tx: Tx, seq: int, owner: str, cursor: int, delivered: int, now_real: float, finished_at: float | None
+) -> None:
+    """Move a large task's cursor after a write; a finished one lets go of its claim."""
     tx.execute(
         "UPDATE tasks SET cursor = ?, delivered = delivered + ?, claimed_at = ?,"
         " status = ?, finished_at = ?, claimed_by = ? WHERE seq = ?",
         (
-            at,
-            delivered_now,
+            cursor,
+            delivered,
             now_real,
-            2 if written.finished else 1,
-            now if written.finished else None,
-            None if written.finished else owner,
-            task.seq,
+            1 if finished_at is None else 2,
+            finished_at,
+            owner if finished_at is None else None,
+            seq,
         ),
     )
-    return written
 
 
 def is_small(task: TaskRow, most: int) -> bool:
@@ -402,118 +325,31 @@ def is_small(task: TaskRow, most: int) -> bool:
     )
 
 
-def dispatch_small(
-    tx: Tx,
-    contexts: Sequence[TaskContext],
-    owner: str,
-    visible_sets: dict[int, frozenset[str] | None],
-    now: float,
-) -> tuple[list[Written], int]:
-    """Resolve, decide and write a group of small tasks in acceptance order, in one transaction; the
-    group stops early, after any task, when other units of work wait for the writer. Gives what was
-    written and how many of `contexts` are done with; the rest stay claimed for the next call.
-
-    The facts of every task (users, daily counts, same-content owners, minute counts) are read in a
-    few set-wise statements up front; a `Ledger` carries each task's deliveries into the facts the next
-    one sees, so the rules fall exactly where one transaction per task would put them.
-    """
-    contexts_given = contexts
-    seqs = [c.task.seq for c in contexts]
-    live: dict[int, int] = {}  # seq -> recalled
+def live_small_tasks(tx: Tx, seqs: Sequence[int], owner: str) -> dict[int, bool]:
+    """seq -> recalled, of the tasks still claimed by `owner` and not started."""
+    live: dict[int, bool] = {}
     for chunk in _chunks(seqs):
         live.update(
-            (seq, int(recalled_at is not None))
+            (seq, recalled_at is not None)
             for seq, recalled_at in tx.all(
                 f"SELECT seq, recalled_at FROM tasks WHERE seq IN ({placeholders(len(chunk))})"
                 " AND claimed_by = ? AND status < 2 AND cursor = 0" + tx.sql("row_lock"),
                 (*chunk, owner),
             )
         )
-    given = len(contexts)
-    contexts = [c for c in contexts if c.task.seq in live]  # reset or taken over: nothing to do
-    if not contexts:
-        return [], given
-    userids = {c.task.seq: [str(u) for u in orjson.loads(c.task.userids)] for c in contexts}
-    known: dict[tuple[str, str], bool] = {}
-    by_corp: dict[str, set[str]] = {}
-    for c in contexts:
-        by_corp.setdefault(c.task.corp_id, set()).update(userids[c.task.seq])
-    for corp_id, wanted in by_corp.items():
-        for names in _chunks(sorted(wanted)):
-            for userid, active in tx.all(
-                "SELECT userid, active FROM users"
-                f" WHERE corp_id = ? AND userid IN ({placeholders(len(names))})",
-                (corp_id, *names),
-            ):
-                known[(corp_id, userid)] = bool(active)
-    recipients = {
-        c.task.seq: [(u, known.get((c.task.corp_id, u))) for u in userids[c.task.seq]] for c in contexts
-    }
-    ledger = Ledger()
-    _load_ledger(tx, ledger, contexts, recipients)
-    results: list[Written] = []
-    spent: dict[tuple[int | None, int, bytes | None], int] = {}
-    minutes: dict[tuple[int | None, int], int] = {}
-    rows: list[tuple[object, ...]] = []
-    updates: list[tuple[object, ...]] = []
-    for c in contexts:
-        if results and tx.others_waiting():
-            break
-        task = c.task
-        facts = ledger.facts(
-            task.agent_id, c.day, c.minute, task.content_hash, visible_sets.get(task.agent_id or 0)
-        )
-        before = facts.minute_count
-        batch = recipients[task.seq]
-        decisions = decide_batch(
-            task.seq, batch, facts, c.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
-        )
-        ledger.settle(task.agent_id, c.minute, facts)
-        written = Written(task, True, len(batch), len(batch), [], {})
-        rows += _rows(task, 0, decisions, c.day, now, live[task.seq], written)
-        delivered = facts.minute_count - before
-        if delivered:
-            spent.setdefault((task.agent_id, c.day, task.content_hash), task.seq)
-            minutes[(task.agent_id, c.minute)] = minutes.get((task.agent_id, c.minute), 0) + delivered
-        updates.append((len(batch), len(batch), delivered, now, task.seq))
-        results.append(written)
-    delivery_sql.insert(tx, rows)
-    _count_deliveries(tx, spent, minutes)
+    return live
+
+
+def finish_small_tasks(tx: Tx, finished: Sequence[tuple[int, int, int, float, int]]) -> None:
+    """(recipients, recipients, delivered, finished_at, seq) of small tasks decided whole."""
     tx.executemany(
         "UPDATE tasks SET total = ?, cursor = ?, delivered = ?, status = 2, finished_at = ?,"
         " claimed_by = NULL WHERE seq = ?",
-        updates,
+        finished,
     )
-    last = results[-1].task.seq
-    return results, next(n for n, c in enumerate(contexts_given, 1) if c.task.seq == last)
 
 
-def _load_ledger(
-    tx: Tx, ledger: Ledger, contexts: Sequence[TaskContext], recipients: dict[int, list[RecipientRow]]
-) -> None:
-    """Read the facts a group's rules need: daily counts where a daily cap applies, same-content owners
-    where another task delivered the content today, minute counts per app and minute."""
-    daily_users: dict[tuple[int | None, int], set[str]] = {}
-    owner_users: dict[tuple[int | None, int, bytes], set[str]] = {}
-    for c in contexts:
-        task = c.task
-        ledger.minutes.setdefault((task.agent_id, c.minute), 0)
-        if task.content_hash is None:
-            continue
-        active = [u for u, ok in recipients[task.seq] if ok]
-        if c.limits.daily_per_user is not None:
-            daily_users.setdefault((task.agent_id, c.day), set()).update(active)
-        key = (task.agent_id, c.day, task.content_hash)
-        if key not in owner_users and content_delivered_elsewhere(tx, task, c.day):
-            owner_users[key] = set()
-        if key in owner_users:
-            owner_users[key].update(active)
-    for (agent_id, day), users in daily_users.items():
-        ledger.daily[(agent_id, day)] = _read_daily(tx, agent_id, day, sorted(users), None)[0]
-    for (agent_id, day, content), users in owner_users.items():
-        ledger.owners[(agent_id, day, content)] = _read_owners(tx, agent_id, day, content, sorted(users))
-    for agent_id, minute in list(ledger.minutes):
-        ledger.minutes[(agent_id, minute)] = _minute_count(tx, agent_id, minute)
+_OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
 
 
 def task_counts(tx: Tx, seq: int) -> dict[str, int]:
@@ -527,27 +363,25 @@ def task_counts(tx: Tx, seq: int) -> dict[str, int]:
     }
 
 
-def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written | None:
-    """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`)."""
-    state = tx.one(
+def unfinished_cursor(tx: Tx, seq: int, owner: str) -> int | None:
+    """The cursor of a task `owner` holds and has not finished."""
+    row = tx.one(
         "SELECT cursor FROM tasks WHERE seq = ? AND claimed_by = ? AND status < 2" + tx.sql("row_lock"),
-        (task.seq, owner),
+        (seq, owner),
     )
-    if state is None:
-        return None
-    cursor = int(state[0])
-    decided = {
-        r[0]
-        for r in tx.all("SELECT userid FROM deliveries WHERE id >= ? AND id < ?", delivery_range(task.seq))
+    return None if row is None else int(row[0])
+
+
+def decided_userids(tx: Tx, seq: int) -> set[str]:
+    return {
+        r[0] for r in tx.all("SELECT userid FROM deliveries WHERE id >= ? AND id < ?", delivery_range(seq))
     }
-    left = [u for u in dict.fromkeys(userids) if u not in decided][: max(0, MAX_POSITION - cursor)]
-    written = Written(task, True, cursor + len(left), cursor + len(left), [], {})
-    decisions = [(userid, Outcome.FAILED, "dispatch_error", None) for userid in left]
-    delivery_sql.insert(tx, _rows(task, cursor, decisions, 0, now, 0, written))
+
+
+def end_task(tx: Tx, seq: int, total: int, now: float) -> None:
+    """Finish a task with `total` recipients decided."""
     tx.execute(
         "UPDATE tasks SET total = ?, cursor = ?, status = 2, finished_at = ?, claimed_by = NULL"
         " WHERE seq = ?",
-        (written.total, written.decided, now, task.seq),
+        (total, total, now, seq),
     )
-    written.counts = task_counts(tx, task.seq)
-    return written

@@ -188,8 +188,7 @@ def delivery_range(task_seq: int) -> tuple[int, int]:
 
 
 def task_by_id(tx: Tx, task_id: int) -> TaskRow | None:
-    row = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
-    return None if row is None else TaskRow(*row)
+    return tx.record(TaskRow, f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
 
 
 def recall_task(tx: Tx, seq: int, now: float) -> None:
@@ -220,11 +219,12 @@ class TaskTotals(NamedTuple):
 
 def task_totals(tx: Tx) -> TaskTotals:
     """Totals over every stored task, for /metrics."""
-    row = tx.one(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status < 2 THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(cursor), 0), COALESCE(SUM(delivered), 0) FROM tasks"
+    totals = tx.record(
+        TaskTotals,
+        "SELECT COUNT(*) AS accepted, COALESCE(SUM(CASE WHEN status < 2 THEN 1 ELSE 0 END), 0) AS pending,"
+        " COALESCE(SUM(cursor), 0) AS decided, COALESCE(SUM(delivered), 0) AS delivered FROM tasks",
     )
-    return TaskTotals(*row) if row else TaskTotals(0, 0, 0, 0)
+    return totals or TaskTotals(0, 0, 0, 0)
 
 
 def reset_traffic(tx: Tx) -> None:

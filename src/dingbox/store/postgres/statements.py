@@ -6,4 +6,6 @@ STATEMENTS = {
     # recall or a reset of that task waits for the write to end (and then sees its deliveries), or the
     # write waits for them (and sees the task recalled, or gone).
     "row_lock": " FOR UPDATE",
+    # Serializes one robot's batchSends for the rest of the transaction, across processes.
+    "robot_minute_lock": "SELECT pg_advisory_xact_lock(hashtext(?))",
 }

@@ -6,4 +6,6 @@ STATEMENTS = {
     "list_aggregate": "group_concat({expr}, ',')",
     # One writer: a unit of work never runs beside another, so what it read stays as read until it ends.
     "row_lock": "",
+    # One writer: the transaction that reads a robot's minute count is the only one writing.
+    "robot_minute_lock": "SELECT ?",
 }
