@@ -18,14 +18,16 @@ from support import POSTGRES_URL_VARIABLE, Client, PostgresDatabases, ServerProc
 
 # With DINGBOX_TEST_POSTGRES_URL set, every test that uses a server fixture runs once per store; test
 # ids end in [sqlite] or [postgresql]. A test about SQLite itself (its file, lock, WAL, paths) is
-# marked `sqlite_only` and runs on SQLite alone.
+# marked `sqlite_only`, and one about what no store takes part in (connection deadlines, how settings
+# reach serve) `store_independent`: both run on SQLite alone.
 POSTGRES_URL = os.environ.get(POSTGRES_URL_VARIABLE, "")
 BACKENDS = ("sqlite", "postgresql") if POSTGRES_URL else ("sqlite",)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if len(BACKENDS) > 1 and "store_backend" in metafunc.fixturenames:
-        backends = ["sqlite"] if metafunc.definition.get_closest_marker("sqlite_only") else list(BACKENDS)
+        one = any(metafunc.definition.get_closest_marker(m) for m in ("sqlite_only", "store_independent"))
+        backends = ["sqlite"] if one else list(BACKENDS)
         metafunc.parametrize("store_backend", backends, indirect=True, scope="module", ids=backends)
 
 
