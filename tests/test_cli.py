@@ -393,9 +393,9 @@ def test_task_pending_at_ctrl_c_is_dispatched_after_restart(
 # -- org export -------------------------------------------------------------------------------------
 
 
-def test_org_export_round_trips(tmp_path: Path) -> None:
+def test_org_export_round_trips(tmp_path: Path, new_store: Callable[[], str]) -> None:
     """`org export` prints YAML that loads into a fresh store and exports again identically."""
-    first, second = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    first, second = new_store(), new_store()
     extra = small_org("acme", 5001)
     extra["corps"][0]["name"] = "演示公司 «Acme»"
     extra["corps"][0]["users"] = [
@@ -414,9 +414,9 @@ def test_org_export_round_trips(tmp_path: Path) -> None:
     assert run_cli("org", "export", "--db", second).stdout == exported.stdout
 
 
-def test_org_export_of_an_empty_store(tmp_path: Path) -> None:
+def test_org_export_of_an_empty_store(new_store: Callable[[], str]) -> None:
     """`org export` of a store without an org prints empty lists and exits 0."""
-    done = run_cli("org", "export", "--db", f"sqlite:///{tmp_path / 'e.db'}")
+    done = run_cli("org", "export", "--db", new_store())
     assert (done.returncode, done.stdout, done.stderr) == (0, "suites: []\ncorps: []\n", "")
 
 
