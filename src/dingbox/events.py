@@ -15,6 +15,15 @@ Kinds and their data (every event also carries `corp_id`):
 - `message.recalled` task_id, source, message_ids (None: every message of the task)
 - `robot.sent`       task_id, robot_code, process_query_key, agent_id (a one-to-one batchSend)
 - `group.posted`: published by the group-robot service as it lands
+
+State events: a change of state every process keeps a copy of in memory (corp_id None; `generation`
+is the state's number in `state_sql`). A process that receives one from another reloads the state
+before its own subscribers see the event:
+- `org.changed`      corp_ids (the corps a load named; None when the change was found by the watch
+                     rather than its event), generation
+- `clock.changed`    now, frozen, offset_seconds (the clock as the process now reads it), generation
+- `store.reset`      generation (tasks, deliveries, counters and tokens were deleted; a
+                     `clock.changed` to real time follows)
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ KINDS = frozenset(
         "message.recalled",
         "robot.sent",
         "group.posted",
+        "org.changed",
+        "clock.changed",
+        "store.reset",
     }
 )
 QUEUE_SIZE = 10_000
