@@ -75,6 +75,8 @@ def load_files_tx(tx: Tx, documents: list[tuple[str, Any]]) -> int:
 def load_files(store: Store, documents: list[tuple[str, Any]]) -> None:
     """Load documents outside a server (the CLI), and tell the processes sharing the store, which
     reload their directory (their watch would find the new generation within two seconds anyway)."""
+    if not documents:
+        return
     generation = store.write_sync(load_files_tx, documents)
     if store.shared:
         corp_ids = sorted({corp for _, raw in documents for corp in _named_corps(raw)})

@@ -333,7 +333,11 @@ class _Listener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
+                # named so an operator (or a test) can tell the listener of a process in pg_stat_activity
+                name = f"dingbox listener {os.getpid()}"
+                with psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=10, application_name=name
+                ) as conn:
                     self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
