@@ -130,6 +130,43 @@ def delivered_to(result: dict[str, Any]) -> list[str]:
     return list(result["read_user_id_list"]) + list(result["unread_user_id_list"])
 
 
+class EventStream:
+    """`/api/v1/events` of one server, read on a thread."""
+
+    def __init__(self, base: str) -> None:
+        self.resp = requests.get(f"{base}/api/v1/events", stream=True, timeout=30)
+        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        kind, _ = self.events.get(timeout=5)
+        assert kind == "ready"
+
+    def _read(self) -> None:
+        kind = ""
+        try:
+            for line in self.resp.iter_lines():
+                if line.startswith(b"event: "):
+                    kind = line[7:].decode()
+                elif line.startswith(b"data: "):
+                    self.events.put((kind, orjson.loads(line[6:])))
+        except (requests.RequestException, AttributeError):  # closed by the test
+            pass
+
+    def until(self, wanted: Callable[[str, dict[str, Any]], bool], seconds: float = 10.0) -> list[str]:
+        """Kinds read until one `wanted`, which ends the list."""
+        seen, deadline = [], time.monotonic() + seconds
+        while True:
+            try:
+                kind, data = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"the awaited event did not come within {seconds}s; came: {seen}")
+            seen.append(kind)
+            if wanted(kind, data):
+                return seen
+
+    def close(self) -> None:
+        self.resp.close()
+
+
 # -- rules decided by the store, whichever process accepted ------------------------------------------
 
 
@@ -276,60 +313,29 @@ def test_a_reset_on_one_server_ends_the_tokens_the_other_holds(clients: tuple[Cl
 def test_a_change_made_while_a_listener_is_away_is_taken_up_when_it_returns(
     cluster: Cluster, clients: tuple[Client, Client]
 ) -> None:
-    """A notification sent while B's listener is disconnected is lost; B compares the stored
-    generations as soon as it is back, and reloads."""
+    """A notification sent while B's listener is disconnected is lost: once back, B compares the
+    stored generations and reloads, and tells its subscribers that events may have been missed."""
     import psycopg
 
     a, b = clients
     assert cluster.b.proc is not None
+    stream = EventStream(b.base)
     listener = f"dingbox listener {cluster.b.proc.pid}"
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        ended = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (listener,)
-        ).fetchall()
-        assert ended == [(True,)]
-        a.freeze("2031-02-03T04:05:06+08:00")
-    within(lambda: b.api("GET", "/clock").json()["now"] == "2031-02-03T04:05:06.000+08:00", seconds=5.0)
+    try:
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (listener,),
+            ).fetchall()
+            assert ended == [(True,)]
+            a.freeze("2031-02-03T04:05:06+08:00")
+        assert stream.until(lambda k, d: k == "overflow")[-1] == "overflow"
+        within(lambda: b.api("GET", "/clock").json()["now"] == "2031-02-03T04:05:06.000+08:00", seconds=5.0)
+    finally:
+        stream.close()
 
 
 # -- waits, event streams and live pages across processes ---------------------------------------
-
-
-class EventStream:
-    """`/api/v1/events` of one server, read on a thread."""
-
-    def __init__(self, base: str) -> None:
-        self.resp = requests.get(f"{base}/api/v1/events", stream=True, timeout=30)
-        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        kind, _ = self.events.get(timeout=5)
-        assert kind == "ready"
-
-    def _read(self) -> None:
-        kind = ""
-        try:
-            for line in self.resp.iter_lines():
-                if line.startswith(b"event: "):
-                    kind = line[7:].decode()
-                elif line.startswith(b"data: "):
-                    self.events.put((kind, orjson.loads(line[6:])))
-        except (requests.RequestException, AttributeError):  # closed by the test
-            pass
-
-    def until(self, wanted: Callable[[str, dict[str, Any]], bool], seconds: float = 10.0) -> list[str]:
-        """Kinds read until one `wanted`, which ends the list."""
-        seen, deadline = [], time.monotonic() + seconds
-        while True:
-            try:
-                kind, data = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"the awaited event did not come within {seconds}s; came: {seen}")
-            seen.append(kind)
-            if wanted(kind, data):
-                return seen
-
-    def close(self) -> None:
-        self.resp.close()
 
 
 def test_a_wait_on_one_server_ends_when_the_dispatcher_finishes_a_task_accepted_by_the_other(

@@ -48,6 +48,7 @@ class Runtime:
         self._arrived: dict[str, list[dict[str, Any]]] = {}  # relayed state events not yet followed
         self._following: dict[str, asyncio.Task[None]] = {}
         self._behind: dict[str, int] = {}  # stored generations the last watch found ahead of ours
+        self._relay_connected = False  # the listener has connected once: a later connect is a return
 
     def app_limits(self, app: AppInfo, *, template: bool = False) -> AppLimits:
         """The limits an app's sends run under (profile and org overrides), computed once per org load."""
@@ -186,7 +187,13 @@ class Runtime:
     def _watched(self, stored: dict[str, int], reconnected: bool) -> None:
         """The stored generations, from the listener's watch. One ahead of the copy's on two watches
         in a row (or right after the listener reconnected) lost its notification: follow it here.
-        (One watch is not enough: its notification may be a few milliseconds behind the commit.)"""
+        (One watch is not enough: its notification may be a few milliseconds behind the commit.)
+        After a reconnect every subscriber is told that events may have been lost."""
+        if reconnected:
+            if self._relay_connected:
+                log.warning("events of other processes may have been lost; subscribers re-read")
+                self.events.lost()
+            self._relay_connected = True
         for state, generation in stored.items():
             if state not in self.generations or generation <= self.generations[state]:
                 self._behind.pop(state, None)
