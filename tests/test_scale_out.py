@@ -335,6 +335,25 @@ def test_a_change_made_while_a_listener_is_away_is_taken_up_when_it_returns(
         stream.close()
 
 
+def test_a_change_whose_notification_never_went_out_is_found_by_the_watch(
+    cluster: Cluster, clients: tuple[Client, Client]
+) -> None:
+    """A clock change written straight to the store, with no event at all (as when the notifier
+    could not send): every server finds the new generation by its watch within two seconds."""
+    from dingbox.clock import ClockState, parse_iso
+    from dingbox.store import open_store, state_sql
+
+    a, b = clients
+    store = open_store(cluster.url)
+    try:
+        at = parse_iso("2032-07-08T09:10:11+08:00")
+        store.write_sync(state_sql.set_clock, ClockState(offset_seconds=at - time.time(), frozen_at=at))
+    finally:
+        store.close()
+    for c in (a, b):
+        within(lambda c=c: c.api("GET", "/clock").json()["now"] == "2032-07-08T09:10:11.000+08:00", 2.5)
+
+
 # -- waits, event streams and live pages across processes ---------------------------------------
 
 
