@@ -383,3 +383,48 @@ def make_org(
             }
         ],
     }
+
+
+class DispatchProcess:
+    """A `dingbox dispatch` subprocess (dispatcher loops, no server) on a shared PostgreSQL store."""
+
+    def __init__(self, db: str, args: Sequence[str] = ()) -> None:
+        self.db, self.args = db, list(args)
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 20.0) -> DispatchProcess:
+        cmd = [sys.executable, "-m", "dingbox", "dispatch", "--db", self.db, "--log-level", "warning"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            cmd + self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        started = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if line.startswith("dispatchers="):
+                    started.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not started.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("dingbox dispatch did not start:\n" + "".join(self.output))
+        return self
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code, self.proc = self.proc.returncode, None
+        return code
