@@ -55,7 +55,7 @@ class ServerProcess:
         self.output: list[str] = []
         self.port = 0
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
         self.port = free_port()
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         cmd = [
