@@ -17,6 +17,7 @@ from dingbox.domain.limits import AppLimits
 from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
 from dingbox.store import delivery_sql, dispatch_sql
 from dingbox.store.base import Tx
+from dingbox.store.claim_sql import ClaimLost
 from dingbox.store.task_sql import TaskRow
 
 MAX_POSITION = dispatch_sql.MAX_POSITION
@@ -78,10 +79,11 @@ def apply_batch(
     now_real: float,
     most: int,
     recipient_facts: bool = True,
-) -> Written | None:
+) -> Written:
     """Decide and write a large task from position `pos` on, in one transaction sized to the work: up
     to `most` recipients, but only until other units of work wait for the writer (a send being
-    accepted), so they wait for one chunk at most. None when the task is gone or no longer ours.
+    accepted), so they wait for one chunk at most. ClaimLost when the task is gone, no longer ours, or
+    was written past `pos` by another dispatcher.
 
     Few, large commits matter: every commit of a fan-out rewrites the pages of the userid-keyed
     indexes it touched, and a fan-out ordered by department touches pages all over them.
@@ -91,8 +93,8 @@ def apply_batch(
     """
     task = ctx.task
     state = dispatch_sql.large_task_state(tx, task.seq, owner)
-    if state is None or state.cursor != pos:
-        return None  # reset, or another dispatcher took over: stop quietly
+    if state.cursor != pos:
+        raise ClaimLost(f"task seq {task.seq} is at {state.cursor}, not {pos}")
     minute_before = minute = dispatch_sql.minute_count(tx, task.agent_id, ctx.minute)
     in_task = state.delivered
     end = min(len(recipients), pos + most)
@@ -145,12 +147,7 @@ def dispatch_small(
     few set-wise statements up front; a `Ledger` carries each task's deliveries into the facts the next
     one sees, so the rules fall exactly where one transaction per task would put them.
     """
-    contexts_given = contexts
-    live = dispatch_sql.live_small_tasks(tx, [c.task.seq for c in contexts], owner)
-    given = len(contexts)
-    contexts = [c for c in contexts if c.task.seq in live]  # reset or taken over: nothing to do
-    if not contexts:
-        return [], given
+    live = dispatch_sql.live_small_tasks(tx, [c.task.seq for c in contexts], owner)  # or ClaimLost
     userids = {c.task.seq: [str(u) for u in orjson.loads(c.task.userids)] for c in contexts}
     by_corp: dict[str, set[str]] = {}
     for c in contexts:
@@ -192,8 +189,7 @@ def dispatch_small(
     delivery_sql.insert(tx, rows)
     dispatch_sql.count_deliveries(tx, spent, minutes)
     dispatch_sql.finish_small_tasks(tx, finished)
-    last = results[-1].task.seq
-    return results, next(n for n, c in enumerate(contexts_given, 1) if c.task.seq == last)
+    return results, len(results)
 
 
 def _load_ledger(
@@ -226,11 +222,10 @@ def _load_ledger(
         ledger.minutes[(agent_id, minute)] = dispatch_sql.minute_count(tx, agent_id, minute)
 
 
-def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written | None:
-    """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`)."""
+def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written:
+    """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`).
+    ClaimLost when `owner` no longer holds it."""
     cursor = dispatch_sql.unfinished_cursor(tx, task.seq, owner)
-    if cursor is None:
-        return None
     decided = dispatch_sql.decided_userids(tx, task.seq)
     left = [u for u in dict.fromkeys(userids) if u not in decided][: max(0, MAX_POSITION - cursor)]
     written = Written(task, True, cursor + len(left), cursor + len(left), [], {})

@@ -11,6 +11,8 @@ supplies the connections and transactions: `write` runs a unit of work in a dura
 from __future__ import annotations
 
 import abc
+import os
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
@@ -91,6 +93,17 @@ class Store(abc.ABC):
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:  # noqa: B027
         """Tell the other processes sharing this store of an event this one published."""
+
+    _claimant: str | None = None
+
+    def claimant(self) -> str | None:
+        """This process's name in the claims its dispatchers make (`claim_sql`). On a shared store the
+        other processes see the name alive for as long as this process lives, and release its claims
+        once it is gone; None while they cannot see it (the session that shows it was lost): claim
+        nothing meanwhile. A store one process owns answers a fixed name."""
+        if self._claimant is None:
+            self._claimant = f"dingbox-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        return self._claimant
 
     @abc.abstractmethod
     async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -1,5 +1,6 @@
-"""Store operations of the dispatcher: claim tasks, resolve their recipients set-wise, read the facts
-the rules need, write the decisions.
+"""Store operations of the dispatcher: resolve tasks' recipients set-wise, read the facts the rules
+need, write the decisions. Claims, and the check every write makes that its claim still holds, are
+in `claim_sql`.
 
 The rules themselves are not here: `dispatch/units.py` composes these reads and writes with
 `domain.pipeline` into units of work, each run in one transaction, so a write's deliveries, its dedup
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import orjson
 
 from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import RecipientRow
 from dingbox.store.base import Tx, placeholders
-from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_range
+from dingbox.store.claim_sql import ClaimLost, Held, hold
+from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range
 
 T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
@@ -28,83 +30,6 @@ MAX_POSITION = (1 << POS_BITS) - 1  # positions a message id can hold
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-# -- claiming -------------------------------------------------------------------------------------
-
-
-def release_claims(tx: Tx, owner: str | None = None) -> int:
-    """Free claims: every claim at start of a process that owns the whole store (no other claim can be
-    alive), or one dispatcher's own after its store failed mid-task (the tasks resume at their cursor)."""
-    if owner is None:
-        return tx.execute(
-            "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL"
-            " WHERE status < 2 AND claimed_by IS NOT NULL"
-        )
-    return tx.execute(
-        "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by = ?", (owner,)
-    )
-
-
-CLAIM_PAGE = 500  # pending tasks read per step of a claim, in acceptance order
-
-
-def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow]:
-    """Claim up to `limit` ready tasks, oldest first, leaving out any app with an earlier unfinished task
-    claimed by another dispatcher (one app's tasks are decided in acceptance order).
-
-    Reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and stops at the
-    first task not ready yet (tasks become ready in acceptance order: `not_before` is the accept time
-    plus one fixed delay), so a claim
-    costs the same with 10 or 100,000 tasks pending. Each app seen costs one look-up of its oldest
-    unfinished task in `tasks_agent_pending`.
-    """
-    claimed: list[int] = []
-    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
-    after = 0
-    while len(claimed) < limit:
-        page = tx.all(
-            "SELECT seq, agent_id, not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (after, CLAIM_PAGE),
-        )
-        for seq, agent_id, not_before in page:
-            if not_before > now_real:
-                page = []  # the rest are not ready either
-                break
-            if agent_id is not None:
-                free = heads.get(agent_id)
-                if free is None:
-                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
-                    free = heads[agent_id] = head is not None and head[0] == seq
-                if not free:
-                    continue
-            claimed.append(seq)
-            if len(claimed) == limit:
-                break
-        if len(page) < CLAIM_PAGE:
-            break
-        after = page[-1][0]
-    if not claimed:
-        return []
-    tasks: list[TaskRow] = []
-    for chunk in _chunks(claimed):
-        marks = placeholders(len(chunk))
-        tx.execute(
-            f"UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq IN ({marks})",
-            (owner, now_real, *chunk),
-        )
-        tasks += [
-            TaskRow(*row) for row in tx.all(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq IN ({marks})", chunk)
-        ]
-    tasks.sort(key=lambda t: t.seq)
-    return tasks
-
-
-def next_ready_at(tx: Tx, now_real: float) -> float | None:
-    """When the oldest unclaimed task becomes ready (tasks become ready in acceptance order)."""
-    row = tx.one("SELECT not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL ORDER BY seq LIMIT 1")
-    return None if row is None or row[0] <= now_real else float(row[0])
 
 
 # -- resolving ------------------------------------------------------------------------------------
@@ -191,8 +116,9 @@ def others_waiting(tx: Tx) -> bool:
     return tx.others_waiting()
 
 
-def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> bool:
-    """Record the resolved size; a task with nobody to decide is finished at once."""
+def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> None:
+    """Record the resolved size; a task with nobody to decide is finished at once. ClaimLost when
+    `owner` no longer holds the task."""
     changed = tx.execute(
         "UPDATE tasks SET total = ?, invalid_dept_ids = ?, status = CASE WHEN ? = 0 THEN 2 ELSE 1 END,"
         " finished_at = CASE WHEN ? = 0 THEN ? ELSE finished_at END,"
@@ -200,7 +126,8 @@ def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[
         " WHERE seq = ? AND claimed_by = ?",
         (total, orjson.dumps(invalid_dept_ids).decode(), total, total, now, total, seq, owner),
     )
-    return changed > 0
+    if not changed:
+        raise ClaimLost(f"{owner} no longer holds task seq {seq}")
 
 
 def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
@@ -281,21 +208,10 @@ def count_deliveries(
     )
 
 
-class LargeTaskState(NamedTuple):
-    cursor: int
-    delivered: int
-    recalled_at: float | None
-    total: int | None
-
-
-def large_task_state(tx: Tx, seq: int, owner: str) -> LargeTaskState | None:
-    """A task's progress while `owner` holds its claim; None once it does not (reset, taken over)."""
-    return tx.record(
-        LargeTaskState,
-        "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?"
-        + tx.sql("row_lock"),
-        (seq, owner),
-    )
+def large_task_state(tx: Tx, seq: int, owner: str) -> Held:
+    """A task's progress, its row locked until the write commits; ClaimLost once `owner` no longer
+    holds it (reset, taken over)."""
+    return hold(tx, [seq], owner)[seq]
 
 
 def advance_task(
@@ -326,18 +242,12 @@ def is_small(task: TaskRow, most: int) -> bool:
 
 
 def live_small_tasks(tx: Tx, seqs: Sequence[int], owner: str) -> dict[int, bool]:
-    """seq -> recalled, of the tasks still claimed by `owner` and not started."""
-    live: dict[int, bool] = {}
-    for chunk in _chunks(seqs):
-        live.update(
-            (seq, recalled_at is not None)
-            for seq, recalled_at in tx.all(
-                f"SELECT seq, recalled_at FROM tasks WHERE seq IN ({placeholders(len(chunk))})"
-                " AND claimed_by = ? AND status < 2 AND cursor = 0" + tx.sql("row_lock"),
-                (*chunk, owner),
-            )
-        )
-    return live
+    """seq -> recalled, of small tasks `owner` holds, their rows locked until the write commits;
+    ClaimLost unless it holds every one, not started."""
+    held = hold(tx, seqs, owner)
+    if any(state.cursor for state in held.values()):
+        raise ClaimLost(f"a task {owner} holds was started by another dispatcher")
+    return {seq: state.recalled_at is not None for seq, state in held.items()}
 
 
 def finish_small_tasks(tx: Tx, finished: Sequence[tuple[int, int, int, float, int]]) -> None:
@@ -363,13 +273,10 @@ def task_counts(tx: Tx, seq: int) -> dict[str, int]:
     }
 
 
-def unfinished_cursor(tx: Tx, seq: int, owner: str) -> int | None:
-    """The cursor of a task `owner` holds and has not finished."""
-    row = tx.one(
-        "SELECT cursor FROM tasks WHERE seq = ? AND claimed_by = ? AND status < 2" + tx.sql("row_lock"),
-        (seq, owner),
-    )
-    return None if row is None else int(row[0])
+def unfinished_cursor(tx: Tx, seq: int, owner: str) -> int:
+    """The cursor of a task `owner` holds and has not finished, its row locked until the write
+    commits; ClaimLost otherwise."""
+    return hold(tx, [seq], owner)[seq].cursor
 
 
 def decided_userids(tx: Tx, seq: int) -> set[str]:

@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dingbox.store.base import Row, Store, StoreError, Watch
 from dingbox.store.migrate import migrate_postgres
+from dingbox.store.postgres.presence import Presence
 from dingbox.store.postgres.statements import STATEMENTS
 
 T = TypeVar("T")
@@ -174,6 +175,7 @@ class PostgresStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dingbox-pg")
         self._listener: _Listener | None = None
         self._notifier: _Notifier | None = None
+        self._presence: Presence | None = None
         self._closed = False
 
     # -- units of work ------------------------------------------------------------------------------
@@ -232,6 +234,14 @@ class PostgresStore(Store):
     def describe(self) -> dict[str, str]:
         return {"backend": "postgresql", "synchronous": "on"}
 
+    def claimant(self) -> str | None:
+        """Named by a session this process holds open from its first claim to its end (`presence.py`)."""
+        if self._presence is None:
+            if self._closed:
+                return None
+            self._presence = Presence(self.url, f"dingbox-{self.instance}")
+        return self._presence.name if self._presence.alive else None
+
     # -- events across processes --------------------------------------------------------------------
 
     def relay(self, publish: Callable[[str, dict[str, Any]], None], watch: Watch[Any] | None = None) -> None:
@@ -253,6 +263,8 @@ class PostgresStore(Store):
             self._notifier.stop()
         if self._listener is not None:
             self._listener.stop()
+        if self._presence is not None:
+            self._presence.stop()
         self._executor.shutdown(wait=True)
         self._pool.close()
 
