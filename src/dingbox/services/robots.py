@@ -169,9 +169,8 @@ class RobotService:
         if len(wanted) > RECALL_KEYS_MAX:
             raise errors.InvalidParameter("processQueryKeys", f"最多{RECALL_KEYS_MAX}个")
         self._owned_robot(principal, robot_code)
-        found = await self.rt.store.read(
-            robot_sql.tasks_by_query_keys, [k for k in wanted if not names_nothing(k)]
-        )
+        nameable = [k for k in wanted if not names_nothing(k)]  # a key holding a NUL names no send
+        found = await self.rt.store.read(robot_sql.tasks_by_query_keys, nameable) if nameable else {}
         now = self.rt.clock.now()
         failed: dict[str, str] = {}
         tasks: list[TaskRow] = []
