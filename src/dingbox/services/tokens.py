@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from dingbox import errors, ids
 from dingbox.domain.directory import Principal
+from dingbox.domain.identifiers import names_nothing
 from dingbox.runtime import Runtime
 from dingbox.store import token_sql
 
@@ -128,7 +129,7 @@ class TokenService:
         if cached is None or cached.expires_at <= now:
             # another process may have issued or renewed it: the store is the authority
             epoch = self._epoch
-            row = await self.rt.store.read(token_sql.find_token, token)
+            row = None if names_nothing(token) else await self.rt.store.read(token_sql.find_token, token)
             if row is None:
                 raise errors.TokenInvalid()
             cached = _Cached(row[0], row[1], row[2], row[3])
