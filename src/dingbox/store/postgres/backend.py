@@ -12,6 +12,7 @@ connection of its own and hands each notification to the process's event bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -69,38 +70,56 @@ def compile_sql(sql: str) -> str:
 
 
 class PostgresTx:
+    """One unit of work's statements on its connection.
+
+    Consecutive `insert_rows` into one table share one COPY, kept open across the calls: a fan-out
+    that writes its rows a chunk at a time streams them all in one COPY, which the server stores
+    while the next chunk is being decided, instead of starting, waiting for and ending a COPY per
+    chunk. Any other statement, and the end of the unit of work, ends the COPY first, so every
+    statement sees (and a conflict fails on) the rows written before it.
+    """
+
     dialect = "postgresql"
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
         self.cursor = conn.cursor()
+        self._copying: tuple[str, tuple[str, ...]] | None = None  # the table and columns of the open COPY
+        self._copy: psycopg.Copy | None = None
+        self._copy_block: contextlib.ExitStack | None = None
 
     def sql(self, name: str) -> str:
         return STATEMENTS[name]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.end_copy()
         self.cursor.execute(compile_sql(sql), params)
         return self.cursor.rowcount
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.end_copy()
         rows = list(rows)
         if rows:
             self.cursor.executemany(compile_sql(sql), rows)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.end_copy()
         self.cursor.execute(compile_sql(sql), params)
         return self.cursor.fetchone()
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.end_copy()
         self.cursor.execute(compile_sql(sql), params)
         return self.cursor.fetchall()
 
     def records(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> list[T]:
+        self.end_copy()
         with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
             cursor.execute(compile_sql(sql), params)
             return cursor.fetchall()
 
     def record(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> T | None:
+        self.end_copy()
         with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
             cursor.execute(compile_sql(sql), params)
             return cursor.fetchone()
@@ -108,9 +127,30 @@ class PostgresTx:
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        with self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        target = (table, tuple(columns))
+        if self._copy is None or self._copying != target:
+            self.end_copy()
+            block = contextlib.ExitStack()
+            self._copy = block.enter_context(
+                self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN")
+            )
+            self._copy_block, self._copying = block, target
+        write_row = self._copy.write_row
+        for row in rows:
+            write_row(row)
+
+    def end_copy(self, failure: BaseException | None = None) -> None:
+        """End the open COPY, if any: the server has then stored (and checked) every row written.
+        With `failure`, abandon it instead, so that the transaction can roll back."""
+        block = self._copy_block
+        if block is None:
+            return
+        self._copy = self._copy_block = self._copying = None
+        if failure is None:
+            block.close()
+            return
+        with contextlib.suppress(psycopg.Error):  # a lost connection: the failure itself says more
+            block.__exit__(type(failure), failure, failure.__traceback__)
 
     def others_waiting(self) -> bool:
         return False  # no single writer: other units of work run beside this one
@@ -184,7 +224,13 @@ class PostgresStore(Store):
                     with conn.transaction():
                         if read:
                             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        result = op(PostgresTx(conn), *args, **kwargs)
+                        tx = PostgresTx(conn)
+                        try:
+                            result = op(tx, *args, **kwargs)
+                        except BaseException as exc:
+                            tx.end_copy(exc)
+                            raise
+                        tx.end_copy()
             except BaseException as exc:
                 if _retryable(exc) and attempt < _RETRIES:
                     time.sleep(0.005 * (attempt + 1))
