@@ -212,6 +212,9 @@ class PostgresStore(Store):
         self._listener: _Listener | None = None
         self._notifier: _Notifier | None = None
         self._closed = False
+        # write_batched: the calls waiting for each op's next transaction, and the task running them
+        self._waiting: dict[Callable[..., Any], list[tuple[Any, asyncio.Future[Any]]]] = {}
+        self._writers: dict[Callable[..., Any], asyncio.Task[None]] = {}
 
     # -- units of work ------------------------------------------------------------------------------
 
@@ -256,8 +259,37 @@ class PostgresStore(Store):
         return await loop.run_in_executor(self._executor, self._run, op, args, kwargs, False)
 
     async def write_batched(self, op: Callable[[Any, list[Any]], list[T]], item: Any) -> T:
-        results = await self.write(op, [item])
-        return results[0]
+        """Calls of one op share a transaction: while one runs, those arriving meanwhile wait and go
+        together in the next, so under load an accept pays a share of one transaction's round trips,
+        thread hand-over and commit rather than a whole one (a group commit, as SQLite's writer does)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._waiting.setdefault(op, []).append((item, future))
+        if op not in self._writers:
+            self._writers[op] = loop.create_task(self._write_waiting(op))
+        return await future
+
+    async def _write_waiting(self, op: Callable[[Any, list[Any]], list[Any]]) -> None:
+        batch: list[tuple[Any, asyncio.Future[Any]]] = []
+        try:
+            while batch := self._waiting.pop(op, []):
+                try:
+                    results = await self.write(op, [item for item, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        except BaseException as exc:  # cancelled with the loop: nobody may wait for ever
+            for _, future in batch + self._waiting.pop(op, []):
+                if not future.done():
+                    future.set_exception(StoreError(f"the store stopped: {type(exc).__name__}"))
+            raise
+        finally:
+            del self._writers[op]
 
     async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
