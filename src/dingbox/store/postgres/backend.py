@@ -44,25 +44,31 @@ _compiled: dict[str, str] = {}
 
 
 def compile_sql(sql: str) -> str:
-    """`?` parameter marks to psycopg's `%s`, and a literal `%` doubled, outside quoted text; once per
-    statement text."""
+    """`?` parameter marks to PostgreSQL's own numbered ones (`$1`, `$2`, …) outside quoted text; once
+    per statement text.
+
+    Statements run on raw cursors, which hand the text to the server as it is: psycopg's own `%s`
+    marks cost a parse of the text on every execution once a statement has more than 50 parameters
+    (a multi-row INSERT of accepted tasks, an IN list), which was most of what writing a batch of
+    accepts cost in Python.
+    """
     found = _compiled.get(sql)
     if found is not None:
         return found
     out: list[str] = []
     quote: str | None = None
+    marks = 0
     for char in sql:
         if quote:
             if char == quote:
                 quote = None
-            out.append("%%" if char == "%" else char)
+            out.append(char)
         elif char in "'\"":
             quote = char
             out.append(char)
         elif char == "?":
-            out.append("%s")
-        elif char == "%":
-            out.append("%%")
+            marks += 1
+            out.append(f"${marks}")
         else:
             out.append(char)
     found = _compiled[sql] = "".join(out)
@@ -83,7 +89,7 @@ class PostgresTx:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self.cursor = conn.cursor()
+        self.cursor: psycopg.RawCursor[Row] = psycopg.RawCursor(conn)
         self._copying: tuple[str, tuple[str, ...]] | None = None  # the table and columns of the open COPY
         self._copy: psycopg.Copy | None = None
         self._copy_block: contextlib.ExitStack | None = None
@@ -114,13 +120,13 @@ class PostgresTx:
 
     def records(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> list[T]:
         self.end_copy()
-        with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
+        with psycopg.RawCursor(self.conn, row_factory=kwargs_row(cls)) as cursor:
             cursor.execute(compile_sql(sql), params)
             return cursor.fetchall()
 
     def record(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> T | None:
         self.end_copy()
-        with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
+        with psycopg.RawCursor(self.conn, row_factory=kwargs_row(cls)) as cursor:
             cursor.execute(compile_sql(sql), params)
             return cursor.fetchone()
 
