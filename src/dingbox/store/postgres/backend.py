@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
+from psycopg import IsolationLevel
 from psycopg import errors as pg_errors
 from psycopg.rows import kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -230,16 +231,21 @@ class PostgresStore(Store):
         for attempt in range(_RETRIES + 1):
             try:
                 with self._pool.connection() as conn:
-                    with conn.transaction():
+                    if read:  # said in the BEGIN itself, rather than by a statement of its own
+                        conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+                    try:
+                        with conn.transaction():
+                            tx = PostgresTx(conn)
+                            try:
+                                result = op(tx, *args, **kwargs)
+                            except BaseException as exc:
+                                tx.end_copy(exc)
+                                raise
+                            tx.end_copy()
+                    finally:
                         if read:
-                            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        tx = PostgresTx(conn)
-                        try:
-                            result = op(tx, *args, **kwargs)
-                        except BaseException as exc:
-                            tx.end_copy(exc)
-                            raise
-                        tx.end_copy()
+                            with contextlib.suppress(psycopg.Error):  # a lost connection leaves the pool
+                                conn.isolation_level = conn.read_only = None
             except BaseException as exc:
                 if _retryable(exc) and attempt < _RETRIES:
                     time.sleep(0.005 * (attempt + 1))
