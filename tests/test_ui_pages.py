@@ -267,6 +267,7 @@ def test_search_by_text_sender_type_day_and_recipient(client: Client) -> None:
         return re.findall(r'users/([^"]+)">[^<]+</a></td><td>([^<]+)</td>', html)
 
     assert found(q="deploy") == [("alice", "Partner"), ("0356123401", "Ops"), ("alice", "Ops")]
+    assert found(q="DEPLOY") == found(q="Deploy") == found(q="deploy")  # ASCII letters in any case
     assert found(q="deploy", sender="1001") == [("0356123401", "Ops"), ("alice", "Ops")]
     assert found(q="deploy", sender="partner") == [("alice", "Partner")]
     assert found(sender="Ops Bot") == [] and found(sender="nonesuch") == []

@@ -32,7 +32,7 @@ from dingbox.protocols.v1 import routes as v1
 from dingbox.runtime import Runtime
 from dingbox.services.container import Services
 from dingbox.settings import Settings
-from dingbox.store import Store, StoreError, dispatch_sql, open_store, task_sql
+from dingbox.store import Store, StoreError, claim_sql, open_store, task_sql
 from dingbox.web import routes as web_routes
 
 log = logging.getLogger("dingbox")
@@ -164,7 +164,7 @@ def create_app(settings: Settings, store: Store | None = None) -> DingboxApp:
     """Open the store (migrating it), release claims of a dead process, load the in-memory caches."""
     store = store or open_store(settings.db, synchronous=settings.synchronous)
     if not store.shared:
-        store.write_sync(dispatch_sql.release_claims)  # this process owns the store: no claim is alive
+        store.write_sync(claim_sql.release_claims)  # this process owns the store: no claim is alive
     app = DingboxApp(settings, store)
     app.runtime.refresh_sync()
     return app

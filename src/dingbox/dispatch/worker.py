@@ -10,49 +10,65 @@ Whatever a task holds, its dispatch ends: a task whose dispatch raises is failed
 and logged once, and its app's later tasks go on. A store that cannot write is different: nothing is
 failed, the loop waits and tries again, and the tasks resume where their last commit left them.
 
+Claims (`store/claim_sql.py`) keep one app's tasks in acceptance order and every task with one
+writer, however many loops and processes share the store. A loop whose claim was taken over (its
+process looked dead) or whose task was deleted (a reset) gets ClaimLost from its next write, which
+is then never made: it releases what it still holds and claims afresh. On a store shared with other
+processes, each process also sweeps the claims of processes that are gone (`release_dead_claims`,
+about once a second), and its loops wake when any process accepts a task (the event bus relays
+`task.accepted`), not only at their poll.
+
 A wake-up is only a hint — the poll guarantees progress — and stopping is an event, never a
-cancellation in the middle of a write: the write in flight commits or was never begun.
+cancellation in the middle of a write: the write in flight commits or was never begun. A loop that
+stops releases its claims, so another process's dispatchers go on with its tasks at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import orjson
 
 from dingbox.clock import calendar_minute, dingtalk_day
+from dingbox.dispatch import units
+from dingbox.dispatch.units import TaskContext, Written
 from dingbox.runtime import Runtime
-from dingbox.store import dispatch_sql
-from dingbox.store.dispatch_sql import TaskContext, Written
+from dingbox.store import claim_sql, dispatch_sql
+from dingbox.store.claim_sql import ClaimLost
 from dingbox.store.task_sql import TaskRow
 
 log = logging.getLogger("dingbox.dispatch")
 POLL_SECONDS = 0.5
 RETRY_SECONDS = 1.0  # after a store failure
 CLAIM_LIMIT = 1000  # tasks claimed at once
+SWEEP_SECONDS = 1.0  # between two looks for the claims of dead processes, on a shared store
 
 
 class Dispatcher:
     def __init__(self, runtime: Runtime, loops: int) -> None:
         self.rt = runtime
         self.loops = loops
-        self._wake = asyncio.Event()
+        self._wakes = [asyncio.Event() for _ in range(loops)]  # one per loop: each clears its own
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._ident = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._helpers: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
-        self._wake.set()
+        for wake in self._wakes:
+            wake.set()
 
     def start(self) -> None:
         for n in range(self.loops):
-            self._tasks.append(asyncio.create_task(self._loop(f"{self._ident}-{n}"), name=f"dispatcher-{n}"))
+            self._tasks.append(asyncio.create_task(self._loop(n), name=f"dispatcher-{n}"))
+        if self.loops and self.rt.store.shared:
+            # Other processes claim and accept too: take over the claims of the dead ones, and wake on
+            # their accepts. (On a store this process owns, every accept is its own and calls `wake`.)
+            self._helpers.append(asyncio.create_task(self._sweep(), name="dispatcher-sweep"))
+            self._helpers.append(asyncio.create_task(self._watch_accepts(), name="dispatcher-wake"))
 
     @property
     def dead_loops(self) -> int:
@@ -61,47 +77,110 @@ class Dispatcher:
 
     async def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self.wake()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        for helper in self._helpers:  # they only read and sweep: no write of theirs is cut short
+            helper.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
+        self._helpers.clear()
 
     # -- the loop -----------------------------------------------------------------------------------
 
-    async def _loop(self, owner: str) -> None:
-        store = self.rt.store
-        dirty = False  # a store failure may have left claims of ours behind
-        while not self._stop.is_set():
-            try:
-                if dirty:
-                    await store.write(dispatch_sql.release_claims, owner)
-                    dirty = False
-                tasks = await store.write(dispatch_sql.claim_ready, owner, time.time(), CLAIM_LIMIT)
-                if not tasks:
-                    await self._idle()
-                    continue
-                await self._run_claimed(tasks, owner)
-            except Exception as exc:
-                if not self.rt.store.is_failure(exc):
-                    log.exception("dispatcher %s failed; retrying", owner)
-                dirty = True
-                await self._sleep(RETRY_SECONDS)
+    async def _loop(self, n: int) -> None:
+        store, wake = self.rt.store, self._wakes[n]
+        owner = await self._owner(n)
+        if owner is None:
+            return
+        dirty = False  # a store failure or a lost claim may have left claims of ours behind
+        try:
+            while not self._stop.is_set():
+                try:
+                    if store.claimant() is None:  # the others cannot see us alive: claim nothing
+                        await self._sleep(RETRY_SECONDS, wake)
+                        continue
+                    if dirty:
+                        await store.write(claim_sql.release_claims, owner)
+                        dirty = False
+                    wake.clear()  # before claiming: a task accepted from here on wakes the idle wait
+                    tasks = await store.write(claim_sql.claim_ready, owner, time.time(), CLAIM_LIMIT)
+                    if not tasks:
+                        await self._idle(wake)
+                        continue
+                    await self._run_claimed(tasks, owner)
+                except ClaimLost as exc:
+                    log.info("dispatcher %s: %s; claiming afresh", owner, exc)
+                    dirty = True
+                except Exception as exc:
+                    if not store.is_failure(exc):
+                        log.exception("dispatcher %s failed; retrying", owner)
+                    dirty = True
+                    await self._sleep(RETRY_SECONDS)
+        finally:
+            await self._release(owner)
 
-    async def _idle(self) -> None:
-        self._wake.clear()
+    async def _owner(self, n: int) -> str | None:
+        """This loop's name in its claims, once the store can show this process alive; None if the
+        dispatcher stops first."""
+        while not self._stop.is_set():
+            claimant = self.rt.store.claimant()
+            if claimant is not None:
+                return claim_sql.owner_name(claimant, n)
+            await self._sleep(0.05)
+        return None
+
+    async def _release(self, owner: str) -> None:
+        """Leave this loop's unfinished tasks to the other dispatchers (they resume at the cursor)."""
+        try:
+            await self.rt.store.write(claim_sql.release_claims, owner)
+        except Exception as exc:  # the store is failing or closing: a later sweep or start frees them
+            log.warning("dispatcher %s could not release its claims: %s", owner, exc)
+
+    async def _idle(self, wake: asyncio.Event) -> None:
         timeout = POLL_SECONDS
-        ready_at = await self.rt.store.read(dispatch_sql.next_ready_at, time.time())
+        ready_at = await self.rt.store.read(claim_sql.next_ready_at, time.time())
         if ready_at is not None:
             timeout = max(0.005, min(timeout, ready_at - time.time()))
-        await self._sleep(timeout, wake=True)
+        await self._sleep(timeout, wake)
 
-    async def _sleep(self, seconds: float, *, wake: bool = False) -> None:
+    async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         waits = [asyncio.ensure_future(self._stop.wait())]
-        if wake:
-            waits.append(asyncio.ensure_future(self._wake.wait()))
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
         done, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for fut in pending:
             fut.cancel()
+
+    # -- other processes ----------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Free the claims of dispatchers whose process is gone, so that the loops take them over."""
+        store = self.rt.store
+        while not self._stop.is_set():
+            if store.claimant() is not None:  # while we cannot be seen alive, the others sweep
+                try:
+                    released = await store.write(claim_sql.release_dead_claims)
+                except Exception as exc:
+                    if not store.is_failure(exc):
+                        log.exception("sweeping dead claims failed")
+                else:
+                    for owner, count in sorted(released.items()):
+                        log.warning(
+                            "dispatcher %s is gone; %d task(s) it claimed resume here or elsewhere",
+                            owner,
+                            count,
+                        )
+                    if released:
+                        self.wake()
+            await self._sleep(SWEEP_SECONDS)
+
+    async def _watch_accepts(self) -> None:
+        """Wake the loops on every accepted task, whichever process accepted it."""
+        with self.rt.events.subscribe(("task.accepted",)) as accepted:
+            while True:
+                await accepted.get()  # an event, or None after an overflow: tasks wait either way
+                self.wake()
 
     async def _run_claimed(self, tasks: Sequence[TaskRow], owner: str) -> None:
         """Run claimed tasks in acceptance order: runs of small ones as groups, large ones alone."""
@@ -134,12 +213,14 @@ class Dispatcher:
         while tasks and not self._stop.is_set():
             try:
                 written, done = await self.rt.store.write(
-                    dispatch_sql.dispatch_small,
+                    units.dispatch_small,
                     [self._context(task) for task in tasks],
                     owner,
                     visible,
                     self.rt.clock.now(),
                 )
+            except ClaimLost:
+                raise
             except Exception as exc:
                 if self.rt.store.is_failure(exc):
                     raise
@@ -174,20 +255,17 @@ class Dispatcher:
         )
         visible = await self.rt.visible_users(self.rt.directory.apps.get(task.agent_id or 0))
         recipients = plan.recipients
-        if len(recipients) > dispatch_sql.MAX_POSITION:  # message ids hold the position in POS_BITS bits
+        if len(recipients) > units.MAX_POSITION:  # message ids hold the position in POS_BITS bits
             log.warning(
                 "task %s resolves to %d recipients; deciding the first %d",
                 task.task_id,
                 len(recipients),
-                dispatch_sql.MAX_POSITION,
+                units.MAX_POSITION,
             )
-            recipients = recipients[: dispatch_sql.MAX_POSITION]
+            recipients = recipients[: units.MAX_POSITION]
         total = len(recipients)
         now = self.rt.clock.now()
-        if not await self.rt.store.write(
-            dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now
-        ):
-            return
+        await self.rt.store.write(dispatch_sql.begin_task, task.seq, owner, total, plan.invalid_dept_ids, now)
         if total == 0:
             self._publish(Written(task, True, 0, 0, [], {}))
             return
@@ -207,7 +285,7 @@ class Dispatcher:
         counts: dict[str, int] = {}
         while pos < total and not self._stop.is_set():
             written = await self.rt.store.write(
-                dispatch_sql.apply_batch,
+                units.apply_batch,
                 ctx,
                 owner,
                 pos,
@@ -218,8 +296,6 @@ class Dispatcher:
                 most,
                 recipient_facts,
             )
-            if written is None:
-                return
             for name, n in written.counts.items():
                 counts[name] = counts.get(name, 0) + n
             written.counts = counts
@@ -236,6 +312,8 @@ class Dispatcher:
         """Run one task's dispatch; a failure other than the store's ends the task (`dispatch_error`)."""
         try:
             await work
+        except ClaimLost:
+            raise
         except Exception as exc:
             if self.rt.store.is_failure(exc):
                 raise
@@ -251,10 +329,9 @@ class Dispatcher:
             exc_info=exc,
         )
         written = await self.rt.store.write(
-            dispatch_sql.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
+            units.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
         )
-        if written is not None:
-            self._publish(written)
+        self._publish(written)
 
     # -- shared -------------------------------------------------------------------------------------
 

@@ -9,15 +9,18 @@ visibility and its users' activation decide who receives. Messages land in inbox
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from dingbox import errors, ids
+from dingbox.clock import calendar_minute
 from dingbox.domain import robot_messages
 from dingbox.domain.directory import AppInfo, Principal
 from dingbox.domain.messages import canonical_json
 from dingbox.runtime import Runtime
-from dingbox.store import robot_sql
+from dingbox.store import dispatch_sql, robot_sql
+from dingbox.store.base import Tx
 from dingbox.store.task_sql import NewTask, PreparedTask, TaskRow
 
 RECALL_KEYS_MAX = 20  # spec §5.3
@@ -103,16 +106,8 @@ class RobotService:
             robot_code,
             userids,
             await self.rt.visible_users(app),
-            limit is not None,
         )
-        sent = await self.rt.store.write(
-            robot_sql.record_send,
-            batch,
-            lambda recipients, visible, reached: robot_messages.decide_recipients(
-                recipients, visible, reached, limit
-            ),
-            self.rt.clock.now,
-        )
+        sent = await self.rt.store.write(_send_unit, batch, limit, self.rt.clock.now)
         events = self.rt.events
         events.publish(
             "robot.sent",
@@ -186,3 +181,14 @@ class RobotService:
                 message_ids=message_ids,
             )
         return RecallResult([k for k in wanted if k not in failed], failed)
+
+
+def _send_unit(
+    tx: Tx, batch: robot_sql.RobotBatch, limit: int | None, clock: Callable[[], float]
+) -> robot_sql.SentBatch:
+    """A batchSend's unit of work: the store's facts, the domain's decisions, the store's rows."""
+    now = clock()
+    plan = dispatch_sql.resolve(tx, batch.corp_id, batch.userids, [], False)
+    reached = robot_sql.reached_in_minute(tx, batch.robot_code, calendar_minute(now)) if limit else 0
+    decisions = robot_messages.decide_recipients(plan.recipients, batch.visible, reached, limit)
+    return robot_sql.write_send(tx, batch, decisions, now)

@@ -83,15 +83,14 @@ def users_page(tx: Tx, corp_id: str, *, after: str, limit: int) -> tuple[list[Us
 
 def departments(tx: Tx, corp_id: str) -> list[DepartmentRow] | None:
     """Every department of the corp with its direct member count; None when the corp is unknown."""
-    rows = tx.all(
+    rows = tx.records(
+        DepartmentRow,
         "SELECT d.dept_id, d.name, d.parent_id,"
         " (SELECT COUNT(*) FROM user_depts u WHERE u.corp_id = d.corp_id AND u.dept_id = d.dept_id)"
-        " FROM departments d WHERE d.corp_id = ? ORDER BY d.dept_id",
+        " AS members FROM departments d WHERE d.corp_id = ? ORDER BY d.dept_id",
         (corp_id,),
     )
-    if not rows:  # every corp has its root department
-        return None
-    return [DepartmentRow(*row) for row in rows]
+    return rows or None  # every corp has its root department: none means no such corp
 
 
 def inbox_known(tx: Tx, corp_id: str, userid: str) -> bool:
@@ -139,19 +138,23 @@ def tasks_page(
         where.append("seq < ?")
         params.append(before_seq)
     condition = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = tx.all(
+    rows = tx.records(
+        _with_reads,
         f"SELECT {TASK_COLUMNS}, read_count FROM tasks{condition} ORDER BY seq DESC LIMIT ?",
         (*params, limit + 1),
     )
     summaries = []
-    for i, row in enumerate(rows):
-        task = TaskRow(*row[:-1])
+    for i, (task, read_count) in enumerate(rows):
         counts: list[Row] = []
         if i < limit:
-            counted = _counted(task, row[-1])
+            counted = _counted(task, read_count)
             counts = counted if counted is not None else outcome_counts(tx, task.seq)
         summaries.append(TaskSummary(task, counts))
     return summaries
+
+
+def _with_reads(read_count: int, **columns: Any) -> tuple[TaskRow, int]:
+    return TaskRow(**columns), read_count
 
 
 def _counted(task: TaskRow, read_count: int) -> list[Row] | None:

@@ -1,8 +1,11 @@
-"""Store operations of the dispatcher: claim a task, resolve its recipients set-wise, decide, write a batch.
+"""Store operations of the dispatcher: resolve tasks' recipients set-wise, read the facts the rules
+need, write the decisions. Claims, and the check every write makes that its claim still holds, are
+in `claim_sql`.
 
-A write's deliveries, its dedup keys (the `deliveries_dedup` index over delivered rows) and its
-counters (the minute count, and the daily count that the same index answers) commit together with
-the task's cursor, so a crash loses a whole write or none of it and a restart resumes at the cursor.
+The rules themselves are not here: `dispatch/units.py` composes these reads and writes with
+`domain.pipeline` into units of work, each run in one transaction, so a write's deliveries, its dedup
+keys (the `deliveries_dedup` index over delivered rows) and its counters (the minute count, and the
+daily count that the same index answers) commit together with the task's cursor.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ from typing import TypeVar
 
 import orjson
 
-from dingbox.domain.limits import AppLimits
 from dingbox.domain.org import ROOT_DEPT, Visibility
-from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
-from dingbox.store import delivery_sql
+from dingbox.domain.pipeline import RecipientRow
 from dingbox.store.base import Tx, placeholders
-from dingbox.store.task_sql import POS_BITS, TASK_COLUMNS, TaskRow, delivery_range
+from dingbox.store.claim_sql import ClaimLost, Held, hold
+from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range
 
 T = TypeVar("T")
 CHUNK = 500  # bound parameters per IN list, well under every backend's limit
@@ -28,83 +30,6 @@ MAX_POSITION = (1 << POS_BITS) - 1  # positions a message id can hold
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-# -- claiming -------------------------------------------------------------------------------------
-
-
-def release_claims(tx: Tx, owner: str | None = None) -> int:
-    """Free claims: every claim at start of a process that owns the whole store (no other claim can be
-    alive), or one dispatcher's own after its store failed mid-task (the tasks resume at their cursor)."""
-    if owner is None:
-        return tx.execute(
-            "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL"
-            " WHERE status < 2 AND claimed_by IS NOT NULL"
-        )
-    return tx.execute(
-        "UPDATE tasks SET claimed_by = NULL, claimed_at = NULL WHERE status < 2 AND claimed_by = ?", (owner,)
-    )
-
-
-CLAIM_PAGE = 500  # pending tasks read per step of a claim, in acceptance order
-
-
-def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow]:
-    """Claim up to `limit` ready tasks, oldest first, leaving out any app with an earlier unfinished task
-    claimed by another dispatcher (one app's tasks are decided in acceptance order).
-
-    Reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and stops at the
-    first task not ready yet (tasks become ready in acceptance order: `not_before` is the accept time
-    plus one fixed delay), so a claim
-    costs the same with 10 or 100,000 tasks pending. Each app seen costs one look-up of its oldest
-    unfinished task in `tasks_agent_pending`.
-    """
-    claimed: list[int] = []
-    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
-    after = 0
-    while len(claimed) < limit:
-        page = tx.all(
-            "SELECT seq, agent_id, not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (after, CLAIM_PAGE),
-        )
-        for seq, agent_id, not_before in page:
-            if not_before > now_real:
-                page = []  # the rest are not ready either
-                break
-            if agent_id is not None:
-                free = heads.get(agent_id)
-                if free is None:
-                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
-                    free = heads[agent_id] = head is not None and head[0] == seq
-                if not free:
-                    continue
-            claimed.append(seq)
-            if len(claimed) == limit:
-                break
-        if len(page) < CLAIM_PAGE:
-            break
-        after = page[-1][0]
-    if not claimed:
-        return []
-    tasks: list[TaskRow] = []
-    for chunk in _chunks(claimed):
-        marks = placeholders(len(chunk))
-        tx.execute(
-            f"UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq IN ({marks})",
-            (owner, now_real, *chunk),
-        )
-        tasks += [
-            TaskRow(*row) for row in tx.all(f"SELECT {TASK_COLUMNS} FROM tasks WHERE seq IN ({marks})", chunk)
-        ]
-    tasks.sort(key=lambda t: t.seq)
-    return tasks
-
-
-def next_ready_at(tx: Tx, now_real: float) -> float | None:
-    """When the oldest unclaimed task becomes ready (tasks become ready in acceptance order)."""
-    row = tx.one("SELECT not_before FROM tasks WHERE status < 2 AND claimed_by IS NULL ORDER BY seq LIMIT 1")
-    return None if row is None or row[0] <= now_real else float(row[0])
 
 
 # -- resolving ------------------------------------------------------------------------------------
@@ -131,13 +56,7 @@ def resolve(
     to_all: bool,
 ) -> Plan:
     """userid_list order, then users of the departments' subtrees by department id and userid; each once."""
-    known: dict[str, bool] = {}
-    for chunk in _chunks(userids):
-        for userid, active in tx.all(
-            f"SELECT userid, active FROM users WHERE corp_id = ? AND userid IN ({placeholders(len(chunk))})",
-            (corp_id, *chunk),
-        ):
-            known[userid] = bool(active)
+    known = users_active(tx, corp_id, userids)
     recipients: list[RecipientRow] = [(u, known.get(u)) for u in userids]
     invalid, roots = _split_dept_ids(tx, corp_id, dept_ids)
     if to_all:
@@ -189,37 +108,17 @@ def visible_set(tx: Tx, corp_id: str, visible: Visibility) -> frozenset[str]:
     return frozenset(users)
 
 
-# -- deciding and writing ------------------------------------------------------------------------
+# -- facts and writes of a dispatch (the units of work in dispatch/units.py compose them) ----------
 
 
-@dataclass(frozen=True)
-class TaskContext:
-    """What a task is decided under: its app's limits, and the DingTalk day and minute of its
-    acceptance."""
-
-    task: TaskRow
-    limits: AppLimits
-    day: int
-    minute: int
+def others_waiting(tx: Tx) -> bool:
+    """Whether other units of work wait for this transaction (see `Tx.others_waiting`)."""
+    return tx.others_waiting()
 
 
-@dataclass
-class Written:
-    """What one write decided for one task: for the event bus, the log and the task's counts."""
-
-    task: TaskRow
-    finished: bool
-    decided: int  # the task's cursor after the write
-    total: int
-    delivered: list[list[int | str]]  # [message_id, userid] of this write's deliveries
-    counts: dict[str, int]  # outcome name -> recipients, this write's
-
-
-_OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
-
-
-def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> bool:
-    """Record the resolved size; a task with nobody to decide is finished at once."""
+def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> None:
+    """Record the resolved size; a task with nobody to decide is finished at once. ClaimLost when
+    `owner` no longer holds the task."""
     changed = tx.execute(
         "UPDATE tasks SET total = ?, invalid_dept_ids = ?, status = CASE WHEN ? = 0 THEN 2 ELSE 1 END,"
         " finished_at = CASE WHEN ? = 0 THEN ? ELSE finished_at END,"
@@ -227,7 +126,8 @@ def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[
         " WHERE seq = ? AND claimed_by = ?",
         (total, orjson.dumps(invalid_dept_ids).decode(), total, total, now, total, seq, owner),
     )
-    return changed > 0
+    if not changed:
+        raise ClaimLost(f"{owner} no longer holds task seq {seq}")
 
 
 def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
@@ -239,7 +139,7 @@ def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
     return row is not None and row[0] != task.seq
 
 
-def _read_daily(
+def daily_facts(
     tx: Tx, agent_id: int | None, day: int, userids: Sequence[str], content_hash: bytes | None
 ) -> tuple[dict[str, int], dict[str, int]]:
     """(delivered today per user, task seq holding `content_hash` today per user) for one app, read off
@@ -259,9 +159,10 @@ def _read_daily(
     return daily, owners
 
 
-def _read_owners(
+def content_owners(
     tx: Tx, agent_id: int | None, day: int, content_hash: bytes, userids: Sequence[str]
 ) -> dict[str, int]:
+    """userid -> seq of the task that delivered this content to them today, for one app."""
     owners: dict[str, int] = {}
     for chunk in _chunks(userids):
         owners.update(
@@ -274,32 +175,24 @@ def _read_owners(
     return owners
 
 
-def _minute_count(tx: Tx, agent_id: int | None, minute: int) -> int:
+def minute_count(tx: Tx, agent_id: int | None, minute: int) -> int:
     row = tx.one("SELECT n FROM minute_counts WHERE agent_id = ? AND minute = ?", (agent_id, minute))
     return int(row[0]) if row else 0
 
 
-def _rows(
-    task: TaskRow,
-    pos: int,
-    decisions: Sequence[DecisionRow | None],
-    day: int,
-    now: float,
-    recalled: int,
-    written: Written,
-) -> list[delivery_sql.Row]:
-    """Delivery rows of decisions taken from position `pos`; adds to `written`'s lists and counts."""
-    rows, delivered, counts = delivery_sql.delivery_rows(
-        task.seq, task.corp_id, task.agent_id, pos, decisions, day, task.content_hash, now, recalled
-    )
-    written.delivered += delivered
-    for name, n in zip(_OUTCOME_NAMES, counts, strict=True):
-        if n:
-            written.counts[name] = written.counts.get(name, 0) + n
-    return rows
+def users_active(tx: Tx, corp_id: str, userids: Sequence[str]) -> dict[str, bool]:
+    """userid -> active, for the userids the corp has."""
+    known: dict[str, bool] = {}
+    for chunk in _chunks(userids):
+        for userid, active in tx.all(
+            f"SELECT userid, active FROM users WHERE corp_id = ? AND userid IN ({placeholders(len(chunk))})",
+            (corp_id, *chunk),
+        ):
+            known[userid] = bool(active)
+    return known
 
 
-def _count_deliveries(
+def count_deliveries(
     tx: Tx, spent: dict[tuple[int | None, int, bytes | None], int], minutes: dict[tuple[int | None, int], int]
 ) -> None:
     """Record the contents spent today (first task wins) and add to the minute counters."""
@@ -315,82 +208,29 @@ def _count_deliveries(
     )
 
 
-CHUNK_ROWS = 250  # recipients decided between two looks at whether others wait for the writer
+def large_task_state(tx: Tx, seq: int, owner: str) -> Held:
+    """A task's progress, its row locked until the write commits; ClaimLost once `owner` no longer
+    holds it (reset, taken over)."""
+    return hold(tx, [seq], owner)[seq]
 
 
-def apply_batch(
-    tx: Tx,
-    ctx: TaskContext,
-    owner: str,
-    pos: int,
-    recipients: Sequence[RecipientRow],
-    visible: frozenset[str] | None,
-    now: float,
-    now_real: float,
-    most: int,
-    recipient_facts: bool = True,
-) -> Written | None:
-    """Decide and write a large task from position `pos` on, in one transaction sized to the work: up
-    to `most` recipients, but only until other units of work wait for the writer (a send being
-    accepted), so they wait for one chunk at most. None when the task is gone or no longer ours.
-
-    Few, large commits matter: every commit of a fan-out rewrites the pages of the userid-keyed
-    indexes it touched, and a fan-out ordered by department touches pages all over them.
-
-    `recipient_facts=False` skips reading each recipient's same-content owner and daily count: right
-    only when neither can matter (see `Dispatcher._run_large`).
-    """
-    task = ctx.task
-    state = tx.one(
-        "SELECT cursor, delivered, recalled_at, total FROM tasks WHERE seq = ? AND claimed_by = ?",
-        (task.seq, owner),
-    )
-    if state is None or state[0] != pos:
-        return None  # reset, or another dispatcher took over: stop quietly
-    _, delivered_before, recalled_at, total = state
-    recalled = int(recalled_at is not None)
-    minute_before = minute = _minute_count(tx, task.agent_id, ctx.minute)
-    in_task = delivered_before
-    end = min(len(recipients), pos + most)
-    written = Written(task, False, pos, total or 0, [], {})
-    at = pos
-    while at < end and (at == pos or not tx.others_waiting()):
-        batch = recipients[at : min(end, at + CHUNK_ROWS)]
-        daily: dict[str, int] = {}
-        owners: dict[str, int] = {}
-        if task.content_hash is not None and recipient_facts:
-            deliverable = [userid for userid, active in batch if active]
-            daily, owners = _read_daily(tx, task.agent_id, ctx.day, deliverable, task.content_hash)
-        facts = BatchFacts(visible, owners, daily, minute, in_task)
-        decisions = decide_batch(
-            task.seq, batch, facts, ctx.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
-        )
-        minute, in_task = facts.minute_count, facts.delivered_in_task
-        delivery_sql.insert(tx, _rows(task, at, decisions, ctx.day, now, recalled, written))
-        at += len(batch)
-    written.decided = at
-    written.finished = total is not None and at >= total
-    delivered_now = minute - minute_before
-    if delivered_now:
-        _count_deliveries(
-            tx,
-            {(task.agent_id, ctx.day, task.content_hash): task.seq},
-            {(task.agent_id, ctx.minute): delivered_now},
-        )
+def advance_task(
+    tx: Tx, seq: int, owner: str, cursor: int, delivered: int, now_real: float, finished_at: float | None
+) -> None:
+    """Move a large task's cursor after a write; a finished one lets go of its claim."""
     tx.execute(
         "UPDATE tasks SET cursor = ?, delivered = delivered + ?, claimed_at = ?,"
         " status = ?, finished_at = ?, claimed_by = ? WHERE seq = ?",
         (
-            at,
-            delivered_now,
+            cursor,
+            delivered,
             now_real,
-            2 if written.finished else 1,
-            now if written.finished else None,
-            None if written.finished else owner,
-            task.seq,
+            1 if finished_at is None else 2,
+            finished_at,
+            owner if finished_at is None else None,
+            seq,
         ),
     )
-    return written
 
 
 def is_small(task: TaskRow, most: int) -> bool:
@@ -401,118 +241,25 @@ def is_small(task: TaskRow, most: int) -> bool:
     )
 
 
-def dispatch_small(
-    tx: Tx,
-    contexts: Sequence[TaskContext],
-    owner: str,
-    visible_sets: dict[int, frozenset[str] | None],
-    now: float,
-) -> tuple[list[Written], int]:
-    """Resolve, decide and write a group of small tasks in acceptance order, in one transaction; the
-    group stops early, after any task, when other units of work wait for the writer. Gives what was
-    written and how many of `contexts` are done with; the rest stay claimed for the next call.
+def live_small_tasks(tx: Tx, seqs: Sequence[int], owner: str) -> dict[int, bool]:
+    """seq -> recalled, of small tasks `owner` holds, their rows locked until the write commits;
+    ClaimLost unless it holds every one, not started."""
+    held = hold(tx, seqs, owner)
+    if any(state.cursor for state in held.values()):
+        raise ClaimLost(f"a task {owner} holds was started by another dispatcher")
+    return {seq: state.recalled_at is not None for seq, state in held.items()}
 
-    The facts of every task (users, daily counts, same-content owners, minute counts) are read in a
-    few set-wise statements up front; a `Ledger` carries each task's deliveries into the facts the next
-    one sees, so the rules fall exactly where one transaction per task would put them.
-    """
-    contexts_given = contexts
-    seqs = [c.task.seq for c in contexts]
-    live: dict[int, int] = {}  # seq -> recalled
-    for chunk in _chunks(seqs):
-        live.update(
-            (seq, int(recalled_at is not None))
-            for seq, recalled_at in tx.all(
-                f"SELECT seq, recalled_at FROM tasks WHERE seq IN ({placeholders(len(chunk))})"
-                " AND claimed_by = ? AND status < 2 AND cursor = 0",
-                (*chunk, owner),
-            )
-        )
-    given = len(contexts)
-    contexts = [c for c in contexts if c.task.seq in live]  # reset or taken over: nothing to do
-    if not contexts:
-        return [], given
-    userids = {c.task.seq: [str(u) for u in orjson.loads(c.task.userids)] for c in contexts}
-    known: dict[tuple[str, str], bool] = {}
-    by_corp: dict[str, set[str]] = {}
-    for c in contexts:
-        by_corp.setdefault(c.task.corp_id, set()).update(userids[c.task.seq])
-    for corp_id, wanted in by_corp.items():
-        for names in _chunks(sorted(wanted)):
-            for userid, active in tx.all(
-                "SELECT userid, active FROM users"
-                f" WHERE corp_id = ? AND userid IN ({placeholders(len(names))})",
-                (corp_id, *names),
-            ):
-                known[(corp_id, userid)] = bool(active)
-    recipients = {
-        c.task.seq: [(u, known.get((c.task.corp_id, u))) for u in userids[c.task.seq]] for c in contexts
-    }
-    ledger = Ledger()
-    _load_ledger(tx, ledger, contexts, recipients)
-    results: list[Written] = []
-    spent: dict[tuple[int | None, int, bytes | None], int] = {}
-    minutes: dict[tuple[int | None, int], int] = {}
-    rows: list[tuple[object, ...]] = []
-    updates: list[tuple[object, ...]] = []
-    for c in contexts:
-        if results and tx.others_waiting():
-            break
-        task = c.task
-        facts = ledger.facts(
-            task.agent_id, c.day, c.minute, task.content_hash, visible_sets.get(task.agent_id or 0)
-        )
-        before = facts.minute_count
-        batch = recipients[task.seq]
-        decisions = decide_batch(
-            task.seq, batch, facts, c.limits, is_isv=task.is_isv, dedup=task.content_hash is not None
-        )
-        ledger.settle(task.agent_id, c.minute, facts)
-        written = Written(task, True, len(batch), len(batch), [], {})
-        rows += _rows(task, 0, decisions, c.day, now, live[task.seq], written)
-        delivered = facts.minute_count - before
-        if delivered:
-            spent.setdefault((task.agent_id, c.day, task.content_hash), task.seq)
-            minutes[(task.agent_id, c.minute)] = minutes.get((task.agent_id, c.minute), 0) + delivered
-        updates.append((len(batch), len(batch), delivered, now, task.seq))
-        results.append(written)
-    delivery_sql.insert(tx, rows)
-    _count_deliveries(tx, spent, minutes)
+
+def finish_small_tasks(tx: Tx, finished: Sequence[tuple[int, int, int, float, int]]) -> None:
+    """(recipients, recipients, delivered, finished_at, seq) of small tasks decided whole."""
     tx.executemany(
         "UPDATE tasks SET total = ?, cursor = ?, delivered = ?, status = 2, finished_at = ?,"
         " claimed_by = NULL WHERE seq = ?",
-        updates,
+        finished,
     )
-    last = results[-1].task.seq
-    return results, next(n for n, c in enumerate(contexts_given, 1) if c.task.seq == last)
 
 
-def _load_ledger(
-    tx: Tx, ledger: Ledger, contexts: Sequence[TaskContext], recipients: dict[int, list[RecipientRow]]
-) -> None:
-    """Read the facts a group's rules need: daily counts where a daily cap applies, same-content owners
-    where another task delivered the content today, minute counts per app and minute."""
-    daily_users: dict[tuple[int | None, int], set[str]] = {}
-    owner_users: dict[tuple[int | None, int, bytes], set[str]] = {}
-    for c in contexts:
-        task = c.task
-        ledger.minutes.setdefault((task.agent_id, c.minute), 0)
-        if task.content_hash is None:
-            continue
-        active = [u for u, ok in recipients[task.seq] if ok]
-        if c.limits.daily_per_user is not None:
-            daily_users.setdefault((task.agent_id, c.day), set()).update(active)
-        key = (task.agent_id, c.day, task.content_hash)
-        if key not in owner_users and content_delivered_elsewhere(tx, task, c.day):
-            owner_users[key] = set()
-        if key in owner_users:
-            owner_users[key].update(active)
-    for (agent_id, day), users in daily_users.items():
-        ledger.daily[(agent_id, day)] = _read_daily(tx, agent_id, day, sorted(users), None)[0]
-    for (agent_id, day, content), users in owner_users.items():
-        ledger.owners[(agent_id, day, content)] = _read_owners(tx, agent_id, day, content, sorted(users))
-    for agent_id, minute in list(ledger.minutes):
-        ledger.minutes[(agent_id, minute)] = _minute_count(tx, agent_id, minute)
+_OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
 
 
 def task_counts(tx: Tx, seq: int) -> dict[str, int]:
@@ -526,26 +273,22 @@ def task_counts(tx: Tx, seq: int) -> dict[str, int]:
     }
 
 
-def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written | None:
-    """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`)."""
-    state = tx.one(
-        "SELECT cursor FROM tasks WHERE seq = ? AND claimed_by = ? AND status < 2", (task.seq, owner)
-    )
-    if state is None:
-        return None
-    cursor = int(state[0])
-    decided = {
-        r[0]
-        for r in tx.all("SELECT userid FROM deliveries WHERE id >= ? AND id < ?", delivery_range(task.seq))
+def unfinished_cursor(tx: Tx, seq: int, owner: str) -> int:
+    """The cursor of a task `owner` holds and has not finished, its row locked until the write
+    commits; ClaimLost otherwise."""
+    return hold(tx, [seq], owner)[seq].cursor
+
+
+def decided_userids(tx: Tx, seq: int) -> set[str]:
+    return {
+        r[0] for r in tx.all("SELECT userid FROM deliveries WHERE id >= ? AND id < ?", delivery_range(seq))
     }
-    left = [u for u in dict.fromkeys(userids) if u not in decided][: max(0, MAX_POSITION - cursor)]
-    written = Written(task, True, cursor + len(left), cursor + len(left), [], {})
-    decisions = [(userid, Outcome.FAILED, "dispatch_error", None) for userid in left]
-    delivery_sql.insert(tx, _rows(task, cursor, decisions, 0, now, 0, written))
+
+
+def end_task(tx: Tx, seq: int, total: int, now: float) -> None:
+    """Finish a task with `total` recipients decided."""
     tx.execute(
         "UPDATE tasks SET total = ?, cursor = ?, status = 2, finished_at = ?, claimed_by = NULL"
         " WHERE seq = ?",
-        (written.total, written.decided, now, task.seq),
+        (total, total, now, seq),
     )
-    written.counts = task_counts(tx, task.seq)
-    return written

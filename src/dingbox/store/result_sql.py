@@ -143,8 +143,9 @@ def outcome_counts(tx: Tx, task_seq: int) -> list[Row]:
 
 
 def message_by_id(tx: Tx, message_id: int) -> MessageRow | None:
-    row = tx.one(f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE d.id = ? AND d.outcome = 0", (message_id,))
-    return None if row is None else MessageRow(*row)
+    return tx.record(
+        MessageRow, f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE d.id = ? AND d.outcome = 0", (message_id,)
+    )
 
 
 def inbox_page(

@@ -1,24 +1,22 @@
-"""Store operations of the robot one-to-one API: a batchSend decided and written in one transaction,
-look-ups by processQueryKey, read states and recall.
+"""Store operations of the robot one-to-one API: a batchSend's facts and rows, look-ups by
+processQueryKey, read states and recall.
 
 A batchSend answers with its invalid and flow-controlled recipients, so it is decided while the
-request waits: the task row (finished at once, status 2) and every recipient's delivery row commit
-together, and the per-robot minute count is read in the same transaction that adds to it.
+request waits (`services/robots.py` composes the unit of work): the task row (finished at once,
+status 2) and every recipient's delivery row commit together, and the per-robot minute count is read
+in the same transaction that adds to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dingbox.clock import calendar_minute, dingtalk_day
-from dingbox.domain.pipeline import DecisionRow, RecipientRow
-from dingbox.store import delivery_sql, dispatch_sql, task_sql
+from dingbox.clock import dingtalk_day
+from dingbox.domain.pipeline import DecisionRow
+from dingbox.store import delivery_sql, task_sql
 from dingbox.store.base import Tx, placeholders
 from dingbox.store.task_sql import TASK_COLUMNS, PreparedTask, TaskRow, delivery_range
-
-# (recipients, the app's visible users or None, recipients this robot reached this minute) -> decisions
-Decide = Callable[[Sequence[RecipientRow], frozenset[str] | None, int], list[DecisionRow]]
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,6 @@ class RobotBatch:
     robot_code: str
     userids: list[str]
     visible: frozenset[str] | None  # the app's visible users (None: the whole corp)
-    count_minute: bool  # read the robot's minute count (only a minute limit needs it)
 
 
 @dataclass(frozen=True)
@@ -40,11 +37,8 @@ class SentBatch:
     delivered: list[tuple[int, str]]  # (message_id, userid)
 
 
-def record_send(tx: Tx, batch: RobotBatch, decide: Decide, clock: Callable[[], float]) -> SentBatch:
-    now = clock()
-    plan = dispatch_sql.resolve(tx, batch.corp_id, batch.userids, [], False)
-    reached = _reached_in_minute(tx, batch.robot_code, calendar_minute(now)) if batch.count_minute else 0
-    decisions = decide(plan.recipients, batch.visible, reached)
+def write_send(tx: Tx, batch: RobotBatch, decisions: list[DecisionRow], now: float) -> SentBatch:
+    """The batchSend's task, finished at once, and a delivery row per decided recipient."""
     seq, task_id = task_sql.insert_task(tx, batch.task, now)
     delivered = delivery_sql.write_decisions(
         tx, seq, batch.corp_id, batch.agent_id, 0, decisions, dingtalk_day(now), None, now
@@ -56,8 +50,12 @@ def record_send(tx: Tx, batch: RobotBatch, decide: Decide, clock: Callable[[], f
     return SentBatch(seq, task_id, decisions, delivered)
 
 
-def _reached_in_minute(tx: Tx, robot_code: str, minute: int) -> int:
-    """Recipients the robot's sends accepted in this calendar minute delivered (recalls give none back)."""
+def reached_in_minute(tx: Tx, robot_code: str, minute: int) -> int:
+    """Recipients the robot's sends accepted in this calendar minute delivered (recalls give none back).
+
+    The robot's sends are serialized until this transaction ends (`robot_minute_lock`: on a store
+    several processes write at once), so two of them never both see room for one more."""
+    tx.one(tx.sql("robot_minute_lock"), (robot_code,))
     row = tx.one(
         "SELECT COALESCE(SUM(delivered), 0) FROM tasks WHERE source = 'robot' AND robot_code = ?"
         " AND accepted_at >= ? AND accepted_at < ?",
@@ -67,21 +65,21 @@ def _reached_in_minute(tx: Tx, robot_code: str, minute: int) -> int:
 
 
 def task_by_query_key(tx: Tx, process_query_key: str) -> TaskRow | None:
-    row = tx.one(
+    return tx.record(
+        TaskRow,
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE process_query_key = ? AND source = 'robot'",
         (process_query_key,),
     )
-    return None if row is None else TaskRow(*row)
 
 
 def tasks_by_query_keys(tx: Tx, keys: Sequence[str]) -> dict[str, TaskRow]:
     """The robot tasks of the keys that name one (at most 20 keys: one IN list)."""
-    rows = tx.all(
+    tasks = tx.records(
+        TaskRow,
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE process_query_key IN ({placeholders(len(keys))})"
         " AND source = 'robot'",
         tuple(keys),
     )
-    tasks = [TaskRow(*row) for row in rows]
     return {task.process_query_key: task for task in tasks if task.process_query_key is not None}
 
 

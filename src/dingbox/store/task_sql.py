@@ -130,6 +130,11 @@ class PreparedTask:
         )
         return cls(columns, task.not_before)
 
+    @property
+    def agent_id(self) -> int | None:
+        agent_id: int | None = self.columns[2]
+        return agent_id
+
     def params(self, task_id: int, accepted_at: float) -> tuple[Any, ...]:
         return (task_id, *self.columns, accepted_at, self.not_before)
 
@@ -139,7 +144,16 @@ def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) 
 
     Returns (seq, task_id) per item, in order. Tasks whose random task_id clashed with a stored one
     are drawn again one by one.
+
+    Where accepts run beside claims (a shared store), the tasks' apps are held shared until the commit
+    (`accept_gate`): a claim of an app waits for them, so a task that draws a lower `seq` but commits
+    later is never overtaken by its app's next task (`claim_sql`).
     """
+    gate = tx.sql("accept_gate")
+    if gate:
+        apps = sorted({task.agent_id for task, _ in items if task.agent_id is not None})
+        if apps:
+            tx.execute(gate, (apps,))
     accepted_at = items[0][1]() if items else 0.0
     results: list[tuple[int, int]] = []
     for start in range(0, len(items), _ROWS_PER_INSERT):
@@ -188,8 +202,7 @@ def delivery_range(task_seq: int) -> tuple[int, int]:
 
 
 def task_by_id(tx: Tx, task_id: int) -> TaskRow | None:
-    row = tx.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
-    return None if row is None else TaskRow(*row)
+    return tx.record(TaskRow, f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
 
 
 def recall_task(tx: Tx, seq: int, now: float) -> None:
@@ -220,14 +233,17 @@ class TaskTotals(NamedTuple):
 
 def task_totals(tx: Tx) -> TaskTotals:
     """Totals over every stored task, for /metrics."""
-    row = tx.one(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status < 2 THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(cursor), 0), COALESCE(SUM(delivered), 0) FROM tasks"
+    totals = tx.record(
+        TaskTotals,
+        "SELECT COUNT(*) AS accepted, COALESCE(SUM(CASE WHEN status < 2 THEN 1 ELSE 0 END), 0) AS pending,"
+        " COALESCE(SUM(cursor), 0) AS decided, COALESCE(SUM(delivered), 0) AS delivered FROM tasks",
     )
-    return TaskTotals(*row) if row else TaskTotals(0, 0, 0, 0)
+    return totals or TaskTotals(0, 0, 0, 0)
 
 
 def reset_traffic(tx: Tx) -> None:
-    for table in ("deliveries", "minute_counts", "content_days", "tasks", "tokens"):
+    # tasks first: a dispatcher's write in flight holds its task's row (`claim_sql.hold`), so the reset waits
+    # for it to commit and then deletes what it wrote too
+    for table in ("tasks", "deliveries", "minute_counts", "content_days", "tokens"):
         tx.execute(f"DELETE FROM {table}")
     tx.execute("DELETE FROM meta WHERE key = 'clock'")

@@ -87,12 +87,12 @@ def chat_page(
     if before is not None:
         where.append("(d.created_at < ? OR (d.created_at = ? AND (t.seq < ? OR (t.seq = ? AND d.id < ?))))")
         params += [before.created_at, before.created_at, before.seq, before.seq, before.id]
-    rows = tx.all(
+    return tx.records(
+        MessageRow,
         f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE {' AND '.join(where)}"
         " ORDER BY d.created_at DESC, t.seq DESC, d.id DESC LIMIT ?",
         (*params, limit + 1),
     )
-    return [MessageRow(*r) for r in rows]
 
 
 def messages_after(tx: Tx, corp_id: str, userid: str, after_id: int, limit: int) -> list[MessageRow]:
@@ -101,20 +101,21 @@ def messages_after(tx: Tx, corp_id: str, userid: str, after_id: int, limit: int)
     acceptance, not its delivery, so the order is the inbox's own, read off its index."""
     anchor = tx.one("SELECT created_at FROM deliveries WHERE id = ?", (after_id,))
     created_at = anchor[0] if anchor else -math.inf  # no anchor: the page showed no message
-    rows = tx.all(
+    return tx.records(
+        MessageRow,
         f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE d.corp_id = ? AND d.userid = ? AND d.outcome = 0"
         " AND (d.created_at, d.id) > (?, ?) ORDER BY d.created_at, d.id LIMIT ?",
         (corp_id, userid, created_at, after_id, limit),
     )
-    return [MessageRow(*r) for r in rows]
 
 
 def messages_by_ids(tx: Tx, ids: list[int]) -> list[MessageRow]:
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
-    rows = tx.all(f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE d.id IN ({marks}) AND d.outcome = 0", ids)
-    return [MessageRow(*r) for r in rows]
+    return tx.records(
+        MessageRow, f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE d.id IN ({marks}) AND d.outcome = 0", ids
+    )
 
 
 def task_message_ids(tx: Tx, task_seq: int, corp_id: str, userid: str) -> list[int]:
@@ -192,7 +193,9 @@ def search(
         params.append(corp_id)
     if text:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append("t.msg LIKE ? ESCAPE '\\'")
+        # ASCII letters match in any case, on every store: SQLite's LIKE ignores their case, PostgreSQL's
+        # does not, so both sides are lowered
+        where.append("lower(t.msg) LIKE lower(?) ESCAPE '\\'")
         params.append(f"%{escaped}%")
     if agent_id is not None:
         where.append("t.agent_id = ?")
@@ -209,15 +212,15 @@ def search(
     if userid:
         where.append("d.userid = ?")
         params.append(userid)
-    rows = tx.all(
+    return tx.records(
+        MessageRow,
         f"SELECT {MESSAGE_COLUMNS}{_FROM} WHERE {' AND '.join(where)}"
         " ORDER BY d.created_at DESC, t.seq DESC, d.id DESC LIMIT ?",
         (*params, limit),
     )
-    return [MessageRow(*r) for r in rows]
 
 
-# -- quotas: the same facts the dispatcher reads (dispatch_sql.apply_batch) ------------------------
+# -- quotas: the same facts the dispatcher reads (dispatch_sql.daily_facts) ------------------------
 
 
 @dataclass(frozen=True)

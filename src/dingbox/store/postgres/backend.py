@@ -6,7 +6,9 @@ by side and PostgreSQL's row locks and unique indexes decide between them. Reads
 read, read-only snapshot: one unit of work sees one state, as on SQLite.
 
 Events cross processes through `LISTEN/NOTIFY` (`relay`, `broadcast`): a listener thread holds one
-connection of its own and hands each notification to the process's event bus.
+connection of its own and hands each notification to the process's event bus. On the same connection
+it runs the process's watch (the generations of the state processes keep copies of) once a second
+and after each reconnect, the safety net for a notification that never arrived.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from psycopg import errors as pg_errors
 from psycopg.rows import kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from dingbox.store.base import Row, Store, StoreError
+from dingbox.store.base import Row, Store, StoreError, Watch
 from dingbox.store.migrate import migrate_postgres
+from dingbox.store.postgres.presence import Presence
 from dingbox.store.postgres.statements import STATEMENTS
 
 T = TypeVar("T")
@@ -39,6 +42,7 @@ log = logging.getLogger("dingbox.store")
 
 CHANNEL = "dingbox_events"
 NOTIFY_LIMIT = 7900  # bytes of a NOTIFY payload; PostgreSQL refuses 8000 and more
+WATCH_SECONDS = 1.0  # how often the listener runs the watch
 _RETRIES = 5  # a unit of work that lost a serialization or deadlock race runs again, this many times
 
 _compiled: dict[str, str] = {}
@@ -218,6 +222,7 @@ class PostgresStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="dingbox-pg")
         self._listener: _Listener | None = None
         self._notifier: _Notifier | None = None
+        self._presence: Presence | None = None
         self._closed = False
         # write_batched: the calls waiting for each op's next transaction, and the task running them
         self._waiting: dict[Callable[..., Any], list[tuple[Any, asyncio.Future[Any]]]] = {}
@@ -319,11 +324,19 @@ class PostgresStore(Store):
     def describe(self) -> dict[str, str]:
         return {"backend": "postgresql", "synchronous": "on"}
 
+    def claimant(self) -> str | None:
+        """Named by a session this process holds open from its first claim to its end (`presence.py`)."""
+        if self._presence is None:
+            if self._closed:
+                return None
+            self._presence = Presence(self.url, f"dingbox-{self.instance}")
+        return self._presence.name if self._presence.alive else None
+
     # -- events across processes --------------------------------------------------------------------
 
-    def relay(self, publish: Callable[[str, dict[str, Any]], None]) -> None:
+    def relay(self, publish: Callable[[str, dict[str, Any]], None], watch: Watch[Any] | None = None) -> None:
         if self._listener is None:
-            self._listener = _Listener(self.url, self.instance, publish)
+            self._listener = _Listener(self.url, self.instance, publish, watch)
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
         """Queue a NOTIFY to the other processes; a thread of its own sends it (never the event loop),
@@ -340,6 +353,8 @@ class PostgresStore(Store):
             self._notifier.stop()
         if self._listener is not None:
             self._listener.stop()
+        if self._presence is not None:
+            self._presence.stop()
         self._executor.shutdown(wait=True)
         self._pool.close()
 
@@ -398,10 +413,18 @@ class _Notifier:
 
 
 class _Listener:
-    """LISTENs on its own connection in a thread; reconnects after a lost connection."""
+    """LISTENs on its own connection in a thread; reconnects after a lost connection. Runs the watch
+    between notifications: at once after each (re)connect (notifications sent while it was away are
+    lost for good), then every WATCH_SECONDS."""
 
-    def __init__(self, url: str, instance: str, publish: Callable[[str, dict[str, Any]], None]) -> None:
-        self._url, self._instance, self._publish = url, instance, publish
+    def __init__(
+        self,
+        url: str,
+        instance: str,
+        publish: Callable[[str, dict[str, Any]], None],
+        watch: Watch[Any] | None,
+    ) -> None:
+        self._url, self._instance, self._publish, self._watch = url, instance, publish, watch
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="dingbox-pg-listen", daemon=True)
@@ -412,11 +435,19 @@ class _Listener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
+                # named so an operator (or a test) can tell the listener of a process in pg_stat_activity
+                name = f"dingbox listener {os.getpid()}"
+                with psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=10, application_name=name
+                ) as conn:
                     self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
+                    reconnected, watch_at = True, 0.0
                     while not self._stop.is_set():
+                        if self._watch is not None and time.monotonic() >= watch_at:
+                            self._run_watch(self._watch, conn, reconnected)
+                            reconnected, watch_at = False, time.monotonic() + WATCH_SECONDS
                         for note in conn.notifies(timeout=0.5):
                             self._deliver(note.payload)
             except psycopg.Error as exc:
@@ -437,6 +468,14 @@ class _Listener:
             self._publish(note["kind"], note.get("payload"))
         except Exception:  # a subscriber's fault must not end the relay
             log.exception("relayed event %s failed", note.get("kind"))
+
+    @staticmethod
+    def _run_watch(watch: Watch[Any], conn: psycopg.Connection[Any], reconnected: bool) -> None:
+        result = watch.op(PostgresTx(conn))  # a failing read is a lost connection: reconnect
+        try:
+            watch.seen(result, reconnected)
+        except Exception:
+            log.exception("the store watch failed")
 
     def stop(self) -> None:
         self._stop.set()
