@@ -48,7 +48,7 @@ def accept_figures(
             "x",
             ">= 0.5",
             dbx / ref >= 0.5,
-            f"dingbox {dbx:.0f} req/s, reference {ref:.0f} req/s; rounds {rounds_text}",
+            f"dingbox {dbx:.0f} req/s ({rounds_text}), reference {ref:.0f} req/s ({reference.rounds_text()})",
         ),
         Figure(f"{label}accept round 3 / round 1", keep, "x", ">= 0.8", keep >= 0.8),
         Figure(f"{label}accept server CPU per request", dbx_cpu, "us", "-", True, cpu_detail),

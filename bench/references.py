@@ -59,6 +59,9 @@ class StarletteReference:
     def cpu_us(self) -> float:
         return statistics.median(c for _, c in self.runs())
 
+    def rounds_text(self) -> str:
+        return " / ".join(f"{r:.0f}" for r, _ in self.runs())
+
 
 def _start_reference() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
