@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import shutil
@@ -13,15 +14,70 @@ from typing import Any
 import pytest
 import yaml
 
-from support import Client, ServerProcess
+from support import POSTGRES_URL_VARIABLE, Client, PostgresDatabases, ServerProcess
+
+# With DINGBOX_TEST_POSTGRES_URL set, every test that uses a server fixture runs once per store; test
+# ids end in [sqlite] or [postgresql]. A test about SQLite itself (its file, lock, WAL, paths) is
+# marked `sqlite_only`, and one about what no store takes part in (connection deadlines, how settings
+# reach serve) `store_independent`: both run on SQLite alone.
+POSTGRES_URL = os.environ.get(POSTGRES_URL_VARIABLE, "")
+BACKENDS = ("sqlite", "postgresql") if POSTGRES_URL else ("sqlite",)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if len(BACKENDS) > 1 and "store_backend" in metafunc.fixturenames:
+        one = any(metafunc.definition.get_closest_marker(m) for m in ("sqlite_only", "store_independent"))
+        backends = ["sqlite"] if one else list(BACKENDS)
+        metafunc.parametrize("store_backend", backends, indirect=True, scope="module", ids=backends)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server per module, on a fresh SQLite file, with the demo org and test controls."""
-    proc = ServerProcess(tmp_path_factory.mktemp("dingbox") / "dingbox.db", ["--test-controls"]).start()
-    yield proc
-    proc.stop()
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The store the module's servers run on: "sqlite", or "postgresql" (see BACKENDS)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases | None]:
+    """This session's PostgreSQL databases (None without DINGBOX_TEST_POSTGRES_URL)."""
+    if not POSTGRES_URL:
+        yield None
+        return
+    databases = PostgresDatabases(POSTGRES_URL)
+    yield databases
+    databases.close()
+
+
+@contextlib.contextmanager
+def fresh_store(backend: str, folder: Path, databases: PostgresDatabases | None) -> Iterator[str]:
+    """The URL of a new, empty store of `backend` (a file in `folder`, or a database dropped after)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'dingbox.db'}"
+        return
+    assert databases is not None
+    url = databases.fresh()
+    try:
+        yield url
+    finally:
+        databases.drop(url)
+
+
+@pytest.fixture(scope="module")
+def module_store(
+    store_backend: str, postgres: PostgresDatabases | None, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[], contextlib.AbstractContextManager[str]]:
+    """For a module's own server fixture: `with module_store() as db:` gives a fresh store of the
+    module's backend."""
+    return lambda: fresh_store(store_backend, tmp_path_factory.mktemp(store_backend), postgres)
+
+
+@pytest.fixture(scope="module")
+def server(module_store: Callable[[], contextlib.AbstractContextManager[str]]) -> Iterator[ServerProcess]:
+    """One server per module, on a fresh store, with the demo org and test controls."""
+    with module_store() as db:
+        proc = ServerProcess(db, ["--test-controls"]).start()
+        yield proc
+        proc.stop()
 
 
 DEMO_ORG = yaml.safe_load(
@@ -39,13 +95,13 @@ def client(server: ServerProcess) -> Client:
 
 
 @pytest.fixture(scope="module")
-def lenient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def lenient(module_store: Callable[[], contextlib.AbstractContextManager[str]]) -> Iterator[ServerProcess]:
     """A lenient server (getsendresult for any size, lists of 5000 / 500); its writes of 777
     recipients straddle every cap."""
-    args = ["--test-controls", "--limits", "lenient", "--batch-size", "777"]
-    proc = ServerProcess(tmp_path_factory.mktemp("lenient") / "d.db", args).start()
-    yield proc
-    proc.stop()
+    with module_store() as db:
+        proc = ServerProcess(db, ["--test-controls", "--limits", "lenient", "--batch-size", "777"]).start()
+        yield proc
+        proc.stop()
 
 
 @pytest.fixture
@@ -57,14 +113,36 @@ def lc(lenient: ServerProcess) -> Client:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers with their own arguments; each is stopped at the end of the test."""
+def new_store(
+    store_backend: str, postgres: PostgresDatabases | None, tmp_path: Path
+) -> Iterator[Callable[[], str]]:
+    """`new_store()` gives the URL of another fresh store of the test's backend, for a test that
+    restarts servers on one store; each is removed at the end of the test."""
+    with contextlib.ExitStack() as stack:
+        made = 0
+
+        def new() -> str:
+            nonlocal made
+            made += 1
+            folder = tmp_path / f"store{made}"
+            folder.mkdir()
+            return stack.enter_context(fresh_store(store_backend, folder, postgres))
+
+        yield new
+
+
+@pytest.fixture
+def start_server(store_backend: str, new_store: Callable[[], str]) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with their own arguments, each on a fresh store of the test's backend unless `db`
+    names one; each is stopped at the end of the test (before its store is removed)."""
     started: list[ServerProcess] = []
 
     def start(
         *args: str, db: Path | str | None = None, env: dict[str, str] | None = None, **kw: Any
     ) -> ServerProcess:
-        proc = ServerProcess(db or tmp_path / f"s{len(started)}.db", args, env).start(**kw)
+        if isinstance(db, Path) and store_backend != "sqlite":
+            raise AssertionError("a test that serves a SQLite file is about SQLite: mark it sqlite_only")
+        proc = ServerProcess(db or new_store(), args, env).start(**kw)
         started.append(proc)
         return proc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 
 DEMO_AGENT = 1001
@@ -24,6 +26,12 @@ MESSAGES = "/topapi/message/corpconversation/"
 def text(content: str) -> dict[str, Any]:
     """A text work notification."""
     return {"msgtype": "text", "text": {"content": content}}
+
+
+# The PostgreSQL server the store-touching tests also run against, when set (CI sets it): an admin
+# URL such as postgresql://postgres@127.0.0.1:5432/test; each server gets a database of its own there.
+POSTGRES_URL_VARIABLE = "DINGBOX_TEST_POSTGRES_URL"
+DATABASE_PREFIX = "dbxt"
 
 
 def free_port() -> int:
@@ -47,7 +55,7 @@ class ServerProcess:
         self.output: list[str] = []
         self.port = 0
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
         self.port = free_port()
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         cmd = [
@@ -201,6 +209,100 @@ class Client:
         return dict(body["send_result"])
 
 
+class PostgresDatabases:
+    """Fresh, migrated PostgreSQL databases, one per test server, dropped when the test is done with it.
+
+    The migrations run once per session into a template database; every fresh database is a copy of it
+    (`CREATE DATABASE ... TEMPLATE`, a tenth of a second). Names carry the xdist worker and the process
+    id, so parallel workers and concurrent sessions on one PostgreSQL server never meet.
+    """
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.stem = f"{DATABASE_PREFIX}_{worker}_{os.getpid()}"
+        self.template = f"{self.stem}_template"
+        self.made = 0
+        self.has_template = False
+
+    def url(self, name: str) -> str:
+        """The admin URL naming database `name` instead."""
+        base, _, _ = self.admin_url.partition("?")
+        scheme, sep, rest = base.partition("://")
+        server = rest.split("/", 1)[0]
+        query = self.admin_url[len(base) :]
+        return f"{scheme}{sep}{server}/{name}{query}"
+
+    def admin(self, statement: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(statement)
+
+    def empty(self) -> str:
+        """A new database with nothing in it (not even dingbox's tables)."""
+        self.made += 1
+        name = f"{self.stem}_{self.made}"
+        self.admin(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def create_template(self) -> None:
+        """The template, in a collation that sorts as people do (ICU's en-US: "alice" before "Bob") where
+        the server has ICU: dingbox must give the byte order SQLite gives on any server, not only on
+        one whose default happens to be C."""
+        try:
+            self.admin(
+                f"CREATE DATABASE {self.template} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+            )
+        except psycopg.Error:  # no ICU in this server (or before PostgreSQL 15): its default collation
+            self.admin(f"CREATE DATABASE {self.template}")
+
+    def fresh(self) -> str:
+        """A new database holding the current schema and nothing else, as a first serve would leave it."""
+        if not self.has_template:
+            self.admin(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
+            self.create_template()
+            migrated = subprocess.run(  # the real command migrates, and leaves no connection behind
+                [sys.executable, "-m", "dingbox", "org", "export", "--db", self.url(self.template)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert migrated.returncode == 0, migrated.stderr
+            self.has_template = True
+        self.made += 1
+        name = f"{self.stem}_{self.made}"
+        self.admin(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        name = url.partition("?")[0].rsplit("/", 1)[1]
+        assert name.startswith(self.stem), url
+        self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def close(self) -> None:
+        if self.has_template:
+            self.admin(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
+            self.has_template = False
+
+
+def store_sql(db: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on a store from outside the server (an observer, or an older release that left
+    odd rows) and give its rows; `?` marks parameters, as in the store's own SQL."""
+    if db.startswith("sqlite:///"):
+        with sqlite3.connect(db.removeprefix("sqlite:///"), timeout=30) as conn:
+            return conn.execute(sql, params).fetchall()
+    with psycopg.connect(db, autocommit=True, connect_timeout=10) as pg:
+        cursor = pg.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+def store_is_sound(db: str) -> bool:
+    """Whether the store's own check finds it intact: SQLite's integrity check of the file. A PostgreSQL
+    database has no such check to run from outside: that it answers a query is what there is to see."""
+    if db.startswith("sqlite:///"):
+        return store_sql(db, "PRAGMA integrity_check") == [("ok",)]
+    return store_sql(db, "SELECT 1") == [(1,)]
+
+
 def in_parallel(base: str, jobs: Sequence[Callable[[Client], int]]) -> list[int]:
     """Run jobs on 4 threads, each with its own HTTP session (a Session is not safe to share)."""
     local = threading.local()
@@ -212,6 +314,26 @@ def in_parallel(base: str, jobs: Sequence[Callable[[Client], int]]) -> list[int]
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(run, jobs))
+
+
+# The parts of a Task and a Message that are contracts (DESIGN §7): what an upgrade must keep as it was.
+TASK_FACTS = ("task_id", "corp_id", "agent_id", "source", "status", "counts", "invalid_dept_ids")
+RECIPIENT_FACTS = ("userid", "outcome", "reason", "code", "message_id")
+MESSAGE_FACTS = ("id", "task_id", "source", "agent_id", "robot_code", "msgtype", "content", "template_id")
+MESSAGE_FACTS += ("status_bar", "read", "recalled", "created_at")
+
+
+def task_facts(c: Client, task_id: int) -> dict[str, Any]:
+    """The task's contract fields and its recipients', once it is finished."""
+    task = c.task(task_id)
+    facts = {key: task[key] for key in TASK_FACTS}
+    facts["recipients"] = [{key: r[key] for key in RECIPIENT_FACTS} for r in task["recipients"]]
+    return facts
+
+
+def inbox_facts(c: Client, userid: str) -> list[dict[str, Any]]:
+    """The contract fields of a demo-corp user's messages, newest first."""
+    return [{key: m[key] for key in MESSAGE_FACTS} for m in c.inbox(userid, limit=200)]
 
 
 def api_error(resp: requests.Response) -> tuple[int, str]:
@@ -261,3 +383,48 @@ def make_org(
             }
         ],
     }
+
+
+class DispatchProcess:
+    """A `dingbox dispatch` subprocess (dispatcher loops, no server) on a shared PostgreSQL store."""
+
+    def __init__(self, db: str, args: Sequence[str] = ()) -> None:
+        self.db, self.args = db, list(args)
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 20.0) -> DispatchProcess:
+        cmd = [sys.executable, "-m", "dingbox", "dispatch", "--db", self.db, "--log-level", "warning"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            cmd + self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        started = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if line.startswith("dispatchers="):
+                    started.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not started.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("dingbox dispatch did not start:\n" + "".join(self.output))
+        return self
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code, self.proc = self.proc.returncode, None
+        return code

@@ -114,6 +114,22 @@ def test_users_page_by_userid_without_gaps_or_repeats(client: Client) -> None:
     assert get(client, "/corps/pagers/users", after="zz") == {"users": [], "next_after": None}
 
 
+def test_users_page_in_byte_order_of_userids_with_their_unread_counts(client: Client) -> None:
+    """Pages of users follow the userids' bytes (upper case before lower, as SQLite compares them) on
+    every store, and each page's unread counts fall on its own users."""
+    mixed = ["amy", "Zoe", "_x", "émile", "0356123401", "Bob", "AMY", "amy.2"]
+    users = [{"userid": u, "name": u, "dept_ids": [1]} for u in mixed]
+    assert client.load_org(make_org("cases", extra_users=users, apps=app(5003))).status_code == 200
+    client.sent(client.token("key-5003", "s"), agent_id=5003, userid_list=",".join(mixed[:5]))
+    walked: list[tuple[str, int]] = []
+    after = ""
+    while after is not None:
+        body = get(client, "/corps/cases/users", limit=3, after=after)
+        walked += [(u["userid"], u["unread"]) for u in body["users"]]
+        after = body["next_after"]
+    assert walked == [(u, int(u in mixed[:5])) for u in sorted(mixed)]
+
+
 def test_users_of_an_empty_corp_and_bad_arguments(client: Client) -> None:
     """A corp without users lists none; limit outside 1–1000 is 400; an unknown corp is 404."""
     assert client.load_org(make_org("hollow", apps=[])).status_code == 200

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import orjson
 import pytest
 import yaml
 
-from support import MESSAGES, Client, ServerProcess
+from support import MESSAGES, Client, ServerProcess, store_is_sound, store_sql
 
 ROOT = Path(__file__).parent.parent
 DEMO_YAML = ROOT / "src" / "dingbox" / "demo_org.yaml"
@@ -217,6 +216,7 @@ def test_serve_with_a_bad_org_file_exits_2(tmp_path: Path) -> None:
 # -- exit codes ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_second_serve_on_the_same_file_exits_2(start_server: StartServer, tmp_path: Path) -> None:
     """A second serve on a SQLite file a running serve holds exits 2 in one line; the first runs on."""
     first = start_server(db=tmp_path / "one.db")
@@ -226,6 +226,7 @@ def test_second_serve_on_the_same_file_exits_2(start_server: StartServer, tmp_pa
     assert Client(first.url).api("GET", "/health").status_code == 200
 
 
+@pytest.mark.sqlite_only
 def test_org_export_on_a_served_file_exits_2(start_server: StartServer, tmp_path: Path) -> None:
     """`org export` takes the store's lock too: on a file a serve holds it exits 2 in one line."""
     first = start_server(db=tmp_path / "held.db")
@@ -349,17 +350,18 @@ def test_unsupported_db_url_exits_2(command: list[str], url: str, reason: str) -
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_stops_cleanly_and_keeps_data(start_server: StartServer, tmp_path: Path, sig: int) -> None:
+def test_ctrl_c_stops_cleanly_and_keeps_data(
+    start_server: StartServer, new_store: Callable[[], str], sig: int
+) -> None:
     """Ctrl-C (SIGINT; SIGTERM alike) stops serve with exit 0, no traceback; a restart keeps the data."""
-    db = tmp_path / "keep.db"
+    db = new_store()
     server = start_server(db=db)
     client = Client(server.url)
     task_id = client.send(client.token(), userid_list="alice")["task_id"]
     assert client.task(task_id)["status"] == 2
     assert server.stop(sig) == 0
     assert "Traceback" not in "".join(server.output) and "Aborted" not in "".join(server.output)
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert store_is_sound(db)
     again = start_server(db=db)
     client = Client(again.url)
     assert [m["task_id"] for m in client.inbox("alice")] == [task_id]
@@ -368,17 +370,16 @@ def test_ctrl_c_stops_cleanly_and_keeps_data(start_server: StartServer, tmp_path
 
 
 def test_task_pending_at_ctrl_c_is_dispatched_after_restart(
-    start_server: StartServer, tmp_path: Path
+    start_server: StartServer, new_store: Callable[[], str]
 ) -> None:
-    """A task still waiting at Ctrl-C is dispatched by the next serve on the same file."""
-    db = tmp_path / "pending.db"
+    """A task still waiting at Ctrl-C is dispatched by the next serve on the same store."""
+    db = new_store()
     server = start_server("--dispatch-delay", "3", db=db)
     client = Client(server.url)
     task_id = client.send(client.token(), userid_list="alice")["task_id"]
     assert client.task(task_id, wait=0)["status"] == 0
     assert server.stop() == 0
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT status FROM tasks WHERE task_id = ?", (task_id,)).fetchone() == (0,)
+    assert store_sql(db, "SELECT status FROM tasks WHERE task_id = ?", (task_id,)) == [(0,)]
     again = start_server(db=db)
     client = Client(again.url)
     done = client.task(task_id, wait=15)
@@ -392,9 +393,9 @@ def test_task_pending_at_ctrl_c_is_dispatched_after_restart(
 # -- org export -------------------------------------------------------------------------------------
 
 
-def test_org_export_round_trips(tmp_path: Path) -> None:
+def test_org_export_round_trips(tmp_path: Path, new_store: Callable[[], str]) -> None:
     """`org export` prints YAML that loads into a fresh store and exports again identically."""
-    first, second = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    first, second = new_store(), new_store()
     extra = small_org("acme", 5001)
     extra["corps"][0]["name"] = "演示公司 «Acme»"
     extra["corps"][0]["users"] = [
@@ -413,9 +414,9 @@ def test_org_export_round_trips(tmp_path: Path) -> None:
     assert run_cli("org", "export", "--db", second).stdout == exported.stdout
 
 
-def test_org_export_of_an_empty_store(tmp_path: Path) -> None:
+def test_org_export_of_an_empty_store(new_store: Callable[[], str]) -> None:
     """`org export` of a store without an org prints empty lists and exits 0."""
-    done = run_cli("org", "export", "--db", f"sqlite:///{tmp_path / 'e.db'}")
+    done = run_cli("org", "export", "--db", new_store())
     assert (done.returncode, done.stdout, done.stderr) == (0, "suites: []\ncorps: []\n", "")
 
 

@@ -3,14 +3,13 @@ that cannot be decided ending instead of holding their app back."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 
-from support import MESSAGES, Client, ServerProcess
+from support import MESSAGES, Client, ServerProcess, store_sql
 
 USERS = 40
 CAPPED, PACED = 5001, 5002  # a daily cap of 30 per user; a minute cap of 700 recipients
@@ -159,9 +158,9 @@ def test_tasks_that_cannot_be_decided_end_and_never_hold_their_app_back(start_se
     small = c.send(token, userid_list="alice,0356123401", msg={"msgtype": "text", "text": {"content": "s"}})[
         "task_id"
     ]
-    with sqlite3.connect(server.db_path, timeout=30) as conn:  # what an older release left in the store
-        conn.execute("UPDATE tasks SET dept_ids = ? WHERE task_id = ?", (f'["{"9" * 5000}"]', large))
-        conn.execute("UPDATE tasks SET userids = ? WHERE task_id = ?", ('["alice", ', small))
+    # what an older release left in the store
+    store_sql(server.db, "UPDATE tasks SET dept_ids = ? WHERE task_id = ?", (f'["{"9" * 5000}"]', large))
+    store_sql(server.db, "UPDATE tasks SET userids = ? WHERE task_id = ?", ('["alice", ', small))
     later = c.send(token, userid_list="alice", msg={"msgtype": "text", "text": {"content": "later"}})[
         "task_id"
     ]

@@ -1,35 +1,29 @@
-"""Durability of sends (DESIGN §3 "Exactly once", §2 SQLite): concurrency, crashes and real asynchrony."""
+"""Durability of sends (DESIGN §3 "Exactly once", §2 stores): concurrency, crashes and real asynchrony."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import requests
 
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, text
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, store_sql, text
 
 BIG = 20_000
 UNLIMITED = ("--limits", "unlimited")  # and the default write sizes
 
 
-def read_only(db: Path) -> sqlite3.Connection:
-    """The server's SQLite file opened read-only, as an outside observer sees what was committed."""
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-
-
-def rows_of(db: Path, task_id: int) -> int:
-    with read_only(db) as conn:
-        row = conn.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE task_seq = (SELECT seq FROM tasks WHERE task_id = ?)",
-            (task_id,),
-        ).fetchone()
-    return int(row[0])
+def rows_of(db: str, task_id: int) -> int:
+    """Deliveries of a task committed so far, as an outside observer of the store sees them."""
+    ((rows,),) = store_sql(
+        db,
+        "SELECT COUNT(*) FROM deliveries WHERE task_seq = (SELECT seq FROM tasks WHERE task_id = ?)",
+        (task_id,),
+    )
+    return int(rows)
 
 
 def send_until(stop: threading.Event, base: str, token: str, tag: str) -> None:
@@ -87,14 +81,16 @@ def test_concurrent_identical_sends_deliver_once_per_user(client: Client) -> Non
 
 
 def test_crash_mid_fan_out_resumes_and_delivers_each_recipient_once(
-    start_server: Callable[..., ServerProcess], tmp_path: Path
+    start_server: Callable[..., ServerProcess], new_store: Callable[[], str], store_backend: str
 ) -> None:
     """A dispatcher killed mid-task resumes on restart: each recipient exactly once, counters equal rows.
 
-    The server runs with its default write sizes; sends accepted meanwhile make the fan-out commit in
-    pieces (a write gives way to waiting sends), so the kill lands between two of its commits."""
-    db = tmp_path / "crash.db"
-    proc = start_server(*UNLIMITED, db=db)
+    On SQLite the server runs with its default write sizes; sends accepted meanwhile make the fan-out
+    commit in pieces (a write gives way to waiting sends), so the kill lands between two of its commits.
+    PostgreSQL has no single writer for a send to wait behind: there the fan-out writes 2,000 at a time."""
+    db = new_store()
+    args = (*UNLIMITED, "--batch-size", "2000") if store_backend == "postgresql" else UNLIMITED
+    proc = start_server(*args, db=db)
     big_corp(Client(proc.url))
     killed_at, task_id = 0, 0
     for attempt in range(5):
@@ -113,23 +109,21 @@ def test_crash_mid_fan_out_resumes_and_delivers_each_recipient_once(
         sender.join()
         killed_at = rows_of(db, task_id)
         print(f"\nattempt {attempt}: killed with {killed_at} of {BIG} deliveries written")
-        proc = start_server(*UNLIMITED, db=db)
+        proc = start_server(*args, db=db)
         if 0 < killed_at < BIG:
             break
 
     c = Client(proc.url)
     task = c.task(task_id, wait=60, limit=1)
-    with read_only(db) as conn:
-        seq = conn.execute("SELECT seq FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
-        rows, users, positions, delivered = conn.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT userid), COUNT(DISTINCT pos), SUM(outcome = 0)"
-            " FROM deliveries WHERE task_seq = ?",
-            (seq,),
-        ).fetchone()
-        app_rows = conn.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE agent_id = 5001 AND outcome = 0"
-        ).fetchone()[0]
-        counted = conn.execute("SELECT SUM(n) FROM minute_counts WHERE agent_id = 5001").fetchone()[0]
+    ((seq,),) = store_sql(db, "SELECT seq FROM tasks WHERE task_id = ?", (task_id,))
+    ((rows, users, positions, delivered),) = store_sql(
+        db,
+        "SELECT COUNT(*), COUNT(DISTINCT userid), COUNT(DISTINCT pos),"
+        " SUM(CASE WHEN outcome = 0 THEN 1 ELSE 0 END) FROM deliveries WHERE task_seq = ?",
+        (seq,),
+    )
+    ((app_rows,),) = store_sql(db, "SELECT COUNT(*) FROM deliveries WHERE agent_id = 5001 AND outcome = 0")
+    ((counted,),) = store_sql(db, "SELECT SUM(n) FROM minute_counts WHERE agent_id = 5001")
 
     assert 0 < killed_at < BIG
     assert (task["status"], task["counts"]) == (2, {"delivered": BIG})
@@ -138,18 +132,17 @@ def test_crash_mid_fan_out_resumes_and_delivers_each_recipient_once(
 
 
 def test_accepted_task_survives_a_kill_right_after_the_response(
-    start_server: Callable[..., ServerProcess], tmp_path: Path
+    start_server: Callable[..., ServerProcess], new_store: Callable[[], str]
 ) -> None:
     """A task is durable once its task_id is answered: after SIGKILL it still delivers; a resend is 143106."""
-    db = tmp_path / "accept.db"
+    db = new_store()
     users = "u00000,u00001,u00002"
     proc = start_server("--dispatchers", "0", db=db)  # accept only, so the kill surely precedes delivery
     c = Client(proc.url)
     assert c.load_org(make_org("acme", users=3)).status_code == 200
     first = c.send(c.token("acme-key", "acme-secret"), agent_id=5001, msg=text("durable"), userid_list=users)
     proc.kill()
-    with read_only(db) as conn:
-        status = conn.execute("SELECT status FROM tasks WHERE task_id = ?", (first["task_id"],)).fetchone()
+    (status,) = store_sql(db, "SELECT status FROM tasks WHERE task_id = ?", (first["task_id"],))
 
     c = Client(start_server(db=db).url)
     token = c.token("acme-key", "acme-secret")

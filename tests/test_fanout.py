@@ -153,6 +153,19 @@ def test_listed_users_inside_listed_departments_appear_once(client: Client) -> N
     assert [len(client.inbox(u, "acme")) for u in ("cat", "bob", "dan")] == [1, 1, 1]
 
 
+# Userids of every case and script: byte order (Python's `sorted`, SQLite's, the C collation's) puts
+# digits, then upper case, then "_", then lower case, then accented letters; a collation made for
+# people (en-US) would put "amy" before "Bob".
+MIXED_USERIDS = ["amy", "Zoe", "_x", "émile", "0356123401", "Bob", "AMY", "amy.2"]
+
+
+def test_userids_are_ordered_by_their_bytes_on_every_store(client: Client) -> None:
+    """DESIGN §3 rule 1's "then userid" is the byte order of the userids, whatever collation the
+    store's database has."""
+    token = load(client, [{"userid": u, "name": u, "dept_ids": [5]} for u in MIXED_USERIDS])
+    assert order(client, send(client, token, "bytes", dept_id_list="5")) == sorted(MIXED_USERIDS)
+
+
 def test_recipients_are_resolved_when_dispatched(start_server: Callable[..., ServerProcess]) -> None:
     """DESIGN §3 Time: recipients come from the org as it is at dispatch, not at acceptance."""
     c = Client(start_server("--test-controls", "--dispatch-delay", "2.0").url)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
 import pytest
 import requests
 
-from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, api_error, make_org, text
+from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, api_error, make_org, store_sql, text
 
 START = "2026-03-02T10:00:00+08:00"
 REASONS = {
@@ -208,11 +207,10 @@ def test_task_request_is_kept_without_the_token(client: Client, server: ServerPr
     assert body["errcode"] == 0, body
 
     task = client.task(body["task_id"])
-    with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True) as db:
-        stored = db.execute("SELECT COUNT(*) FROM tasks WHERE instr(request, ?) > 0", (token,)).fetchone()[0]
+    stored = [request for (request,) in store_sql(server.db, "SELECT request FROM tasks") if token in request]
 
     assert task["request"] == {k: v for k, v in form.items() if k != "access_token"}
-    assert stored == 0
+    assert stored == []
 
 
 def test_task_recipients_page_with_cursor_and_limit(client: Client) -> None:

@@ -1056,6 +1056,7 @@ def test_cli_bad_yaml_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "line 3" in done.stderr
 
 
+@pytest.mark.sqlite_only
 def test_cli_org_load_on_a_served_file_exits_2(start_server: Callable[..., Any], tmp_path: Path) -> None:
     """`org load` on a SQLite file a running serve holds exits 2 in one line; the served org is unchanged."""
     server = start_server(db=tmp_path / "held.db")

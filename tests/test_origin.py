@@ -23,6 +23,8 @@ import requests
 
 from support import MESSAGES, Client, ServerProcess, api_error
 
+pytestmark = pytest.mark.store_independent  # Host and Origin checks come before any store access
+
 StartServer = Callable[..., ServerProcess]
 FOREIGN_HOST = {"Host": "evil.example:8610"}
 CLOCK = {"now": "2026-01-05T09:00:00+08:00", "frozen": True}

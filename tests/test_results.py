@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -40,14 +41,13 @@ def message_of(c: Client, userid: str, task_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def slow(module_store: Callable[[], AbstractContextManager[str]]) -> Iterator[ServerProcess]:
     """A server whose tasks wait 2 s before dispatch, then fan out 2 recipients every 0.3 s."""
-    proc = ServerProcess(
-        tmp_path_factory.mktemp("slow") / "dingbox.db",
-        ["--test-controls", "--dispatch-delay", "2", "--batch-size", "2", "--batch-pause", "0.3"],
-    ).start()
-    yield proc
-    proc.stop()
+    with module_store() as db:
+        args = ["--test-controls", "--dispatch-delay", "2", "--batch-size", "2", "--batch-pause", "0.3"]
+        proc = ServerProcess(db, args).start()
+        yield proc
+        proc.stop()
 
 
 @pytest.fixture
@@ -343,6 +343,23 @@ def test_recall_of_a_pending_task_recalls_its_later_deliveries(slow_client: Clie
         ("u00002", "recalled"),
     ]
     assert [m["recalled"] for m in c.inbox("u00001", corp_id="acme")] == [True]
+
+
+def test_a_recall_during_a_fan_out_recalls_every_copy(start_server: Callable[..., ServerProcess]) -> None:
+    """A recall that arrives while a large fan-out is being written recalls every copy: those written
+    before it and those the write in flight commits after it (on a store where the two run side by
+    side, the write must not go on with the task as it read it before the recall)."""
+    c = Client(start_server("--limits", "unlimited").url)
+    assert c.load_org(make_org("acme", users=10_000)).status_code == 200
+    token = c.token("acme-key", "acme-secret")
+    counts = []
+    for n, delay in enumerate((0.1, 0.2, 0.35, 0.5)):  # somewhere in the fan-out: before, during, after
+        task_id = c.send(token, agent_id=5001, msg=text(f"to recall {n}"), to_all_user=True)["task_id"]
+        time.sleep(delay)
+        recall = c.oapi(MESSAGES + "recall", {"agent_id": 5001, "msg_task_id": task_id}, token)
+        assert recall["errcode"] == 0, recall
+        counts.append(c.task(task_id, wait=60, limit=1)["counts"])
+    assert counts == [{"recalled": 10_000}] * 4
 
 
 # -- status_bar/update --------------------------------------------------------------------------

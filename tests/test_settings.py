@@ -21,10 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from dingbox.settings import SETTINGS
 from support import Client, ServerProcess, free_port
+
+pytestmark = pytest.mark.store_independent  # how settings reach serve, whichever store it serves
 
 StartServer = Callable[..., ServerProcess]
 UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "this dingbox is protected by --auth"}}

@@ -12,11 +12,13 @@ import signal
 import time
 from typing import Any
 
+import pytest
 import requests
 
 from support import Client, ServerProcess, text
 
 SOFT_UNLIMITED = resource.RLIM_INFINITY
+pytestmark = pytest.mark.sqlite_only  # a file-size limit fails a store that writes files itself
 
 
 def limit_file_size(server: ServerProcess, size: int) -> None:

@@ -5,7 +5,6 @@ Rule tests freeze the virtual clock, so no boundary depends on when the suite ha
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -13,7 +12,7 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
-from support import MESSAGES, Client, ServerProcess, in_parallel, make_org, oapi_error
+from support import MESSAGES, Client, ServerProcess, in_parallel, make_org, oapi_error, store_sql
 
 SEND = MESSAGES + "sendbytemplate"
 FORM = "application/x-www-form-urlencoded;charset=utf-8"
@@ -356,8 +355,7 @@ def test_unexpected_failure_is_500_without_a_traceback(server: ServerProcess, cl
     """Seed: 500 系统异常 for a failure nothing foresaw — here a template row damaged on disk; nothing
     is accepted and the server keeps serving."""
     tokens = acme(client)
-    with sqlite3.connect(server.db_path, timeout=10) as db:
-        db.execute("UPDATE templates SET msg = 'not json' WHERE template_id = 'tpl-pending'")
+    store_sql(server.db, "UPDATE templates SET msg = 'not json' WHERE template_id = 'tpl-pending'")
     answer = call(client, tokens[ISV], "tpl-pending", userid_list="u00000", data=DATA)
     assert oapi_error(answer) == (500, "系统异常")
     assert client.api("GET", "/health").json()["pending_tasks"] == 0

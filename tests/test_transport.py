@@ -14,9 +14,12 @@ import socket
 import time
 from collections.abc import Callable
 
+import pytest
 import requests
 
 from support import MESSAGES, Client, ServerProcess
+
+pytestmark = pytest.mark.store_independent  # connections and deadlines: the store plays no part
 
 StartServer = Callable[..., ServerProcess]
 

@@ -236,6 +236,7 @@ SAMPLES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+@pytest.mark.store_independent  # what the browser renders
 def test_every_message_type_renders_as_dingtalk_does(client: Client, pages: Any) -> None:
     token = client.token()
     ids = {}
@@ -336,6 +337,7 @@ HOSTILE_SAMPLES: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.store_independent  # what the browser renders
 def test_hostile_content_is_inert_in_the_browser(client: Client, pages: Any) -> None:
     token = client.token()
     for msg in HOSTILE_SAMPLES:
@@ -397,6 +399,7 @@ def test_the_quota_view_crosses_a_daily_cap_live(client: Client, pages: Any) -> 
     phone.shot("quota-phone", full_page=False)
 
 
+@pytest.mark.store_independent  # what the browser renders
 def test_home_and_org_pages(client: Client, pages: Any) -> None:
     token = client.token()
     client.sent(token, msg=text("hello"), userid_list="alice,carol,nobody")

@@ -50,10 +50,10 @@ def _open(url: str, *, writable: bool = True, synchronous: str = "normal") -> St
 
 def _load_files(store: Store, paths: tuple[str, ...]) -> None:
     """Load every file or none: all are read first, then written in one transaction."""
-    from dingbox.services.org import load_files_tx, read_org_file
+    from dingbox.services.org import load_files, read_org_file
 
     try:
-        store.write_sync(load_files_tx, [(path, read_org_file(path)) for path in paths])
+        load_files(store, [(path, read_org_file(path)) for path in paths])
     except OrgError as exc:
         store.close()
         fail(f"invalid_org: {exc}")
@@ -117,9 +117,9 @@ def serve(org: tuple[str, ...], allowed_host: tuple[str, ...], **options: Any) -
     store = _open(settings.db, synchronous=settings.synchronous)
     _load_files(store, settings.org)
     if not settings.org and not settings.no_demo and store.read_sync(org_sql.is_empty):
-        from dingbox.services.org import demo_document, load_document_tx
+        from dingbox.services.org import demo_document, load_files
 
-        store.write_sync(load_document_tx, demo_document())
+        load_files(store, [("demo", demo_document())])
     try:
         sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -4,7 +4,9 @@ after the transaction that made it commits.
 One bus per process. Publishers call `publish` on the event loop's thread; each subscriber holds a
 bounded queue it drains at its own pace. A subscriber that falls behind is not allowed to hold the
 publisher back: its queue is closed with `overflowed` set, and it must re-read the state it shows
-(a live page reloads, a waiter re-checks the store). Nothing polls the store to find changes.
+(a live page reloads, a waiter re-checks the store). Every subscriber is told the same way when the
+relay from other processes reconnects, since what they published meanwhile is lost. Nothing polls
+the store to find changes.
 
 Kinds and their data (every event also carries `corp_id`):
 - `task.accepted`    task_id, source, agent_id
@@ -15,6 +17,15 @@ Kinds and their data (every event also carries `corp_id`):
 - `message.recalled` task_id, source, message_ids (None: every message of the task)
 - `robot.sent`       task_id, robot_code, process_query_key, agent_id (a one-to-one batchSend)
 - `group.posted`: published by the group-robot service as it lands
+
+State events: a change of state every process keeps a copy of in memory (corp_id None; `generation`
+is the state's number in `state_sql`). A process that receives one from another reloads the state
+before its own subscribers see the event:
+- `org.changed`      corp_ids (the corps a load named; None when the change was found by the watch
+                     rather than its event), generation
+- `clock.changed`    now, frozen, offset_seconds (the clock as the process now reads it), generation
+- `store.reset`      generation (tasks, deliveries, counters and tokens were deleted; a
+                     `clock.changed` to real time follows)
 """
 
 from __future__ import annotations
@@ -34,6 +45,9 @@ KINDS = frozenset(
         "message.recalled",
         "robot.sent",
         "group.posted",
+        "org.changed",
+        "clock.changed",
+        "store.reset",
     }
 )
 QUEUE_SIZE = 10_000
@@ -72,10 +86,15 @@ class Subscription:
         if self.overflowed:
             return
         if self.queue.qsize() >= QUEUE_SIZE - 1:
-            self.overflowed = True
-            self.queue.put_nowait(None)  # the slot kept free for this: tells the reader to resync
+            self.lost()
             return
         self.queue.put_nowait(event)
+
+    def lost(self) -> None:
+        """Events meant for this subscriber were lost: it is told as after an overflow."""
+        if not self.overflowed:
+            self.overflowed = True
+            self.queue.put_nowait(None)  # the slot kept free for this: tells the reader to resync
 
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event; None when `timeout` seconds pass without one, or once after an overflow
@@ -144,6 +163,12 @@ class EventBus:
         if kind in KINDS:
             data = dict(relayed)
             self._offer(kind, data.pop("corp_id", None), data)
+
+    def lost(self) -> None:
+        """Events of other processes may have been lost (the relay reconnected): every subscriber
+        re-reads what it shows, as after an overflow."""
+        for sub in list(self._subscribers):
+            sub.lost()
 
     def _offer(self, kind: str, corp_id: str | None, data: dict[str, Any]) -> None:
         if not self._subscribers:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from dingbox import errors
+from dingbox.domain.identifiers import any_names_nothing
 
 MAX_INT64 = 2**63 - 1
 MIN_INT64 = -(2**63)
@@ -104,6 +105,8 @@ class Params:
             item = part.strip()
             if item:
                 seen.setdefault(item, None)
+        if any_names_nothing(seen):  # no id holds a NUL: refused as a typed id list refuses a bad id
+            raise errors.InvalidParameter(name)
         return list(seen)
 
     def int_list(self, name: str) -> list[str]:

@@ -140,7 +140,7 @@ def routes(services: Services) -> list[Route]:
                 yield sse("ready", {"kinds": sorted(kinds or KINDS), "corp_id": corp_id})
                 async for event in sub:
                     yield sse(event.kind, event.as_json())
-                yield sse("overflow", {"message": "events were published faster than read; reconnect"})
+                yield sse("overflow", {"message": "events were missed; re-read what you show and reconnect"})
 
         return EventStream(chunks())
 

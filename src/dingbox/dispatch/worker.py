@@ -328,9 +328,17 @@ class Dispatcher:
             exc,
             exc_info=exc,
         )
-        written = await self.rt.store.write(
-            units.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
-        )
+        try:
+            written = await self.rt.store.write(
+                units.fail_task, task, owner, _named_userids(task), self.rt.clock.now()
+            )
+        except Exception as again:
+            if self.rt.store.is_failure(again):
+                raise
+            # the failure rows themselves cannot be written (a userid PostgreSQL cannot hold): the task
+            # still ends, without them, or the loop would claim it again forever and stall its app
+            log.error("task %s: its dispatch_error rows cannot be written either: %s", task.task_id, again)
+            written = await self.rt.store.write(units.fail_task, task, owner, [], self.rt.clock.now())
         self._publish(written)
 
     # -- shared -------------------------------------------------------------------------------------

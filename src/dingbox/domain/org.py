@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dingbox.domain.identifiers import NUL
 from dingbox.domain.templates import TEMPLATE_STATUSES, msg_problem
 
 ROOT_DEPT = 1
@@ -200,6 +201,24 @@ def _optional_text(value: Any, path: str, max_len: int = 256) -> str | None:
     return None if value is None else _text(value, path, max_len=max_len)
 
 
+def _refuse_nul(value: Any, path: str) -> None:
+    """No string of an org document holds a NUL: ids never can, and names, keywords or a template's
+    text would load on SQLite and fail on PostgreSQL, whose text cannot carry one."""
+    pending: list[tuple[Any, str]] = [(value, path)]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, str):
+            if NUL in node:
+                raise OrgError(where, "must not hold a NUL character")
+        elif isinstance(node, dict):
+            for key, child in reversed(node.items()):
+                if isinstance(key, str) and NUL in key:
+                    raise OrgError(where, "a field name must not hold a NUL character")
+                pending.append((child, _join(where, str(key))))
+        elif isinstance(node, list):
+            pending.extend((child, _join(where, i)) for i, child in reversed(list(enumerate(node))))
+
+
 def _claim(seen: set[Any], taken: set[Any], value: Any, path: str, what: str) -> None:
     if value in seen:
         raise OrgError(path, f"duplicate {what} {value!r}")
@@ -217,6 +236,7 @@ def parse_document(raw: Any, taken: TakenIds | None = None) -> OrgDocument:
     if not isinstance(raw, dict):
         raise OrgError("", "the document must be an object with suites and corps")
     doc = _object(raw, "", ("suites", "corps"))
+    _refuse_nul(doc, "")
     seen = TakenIds()
     suites = tuple(
         _suite(item, f"suites[{i}]", seen) for i, item in enumerate(_list(doc.get("suites"), "suites"))

@@ -5,16 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dingbox.clock import ClockState
+from dingbox.clock import Clock
 from dingbox.runtime import Runtime
-from dingbox.services.tokens import TokenService
 from dingbox.store import task_sql, token_sql
 
 
 class AdminService:
-    def __init__(self, runtime: Runtime, tokens: TokenService) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.tokens = tokens
 
     async def health(self) -> dict[str, Any]:
         """`status` ok, or degraded with a `reason` while the store cannot write or a dispatcher loop died."""
@@ -43,13 +41,12 @@ class AdminService:
         return body
 
     async def reset(self) -> None:
-        """Delete traffic (tasks, deliveries, counters, tokens) and return to real time; keep the org."""
-        await self.rt.store.write(task_sql.reset_traffic)
-        self.tokens.forget_all()
-        self.rt.clock.state = ClockState()
+        """Delete traffic (tasks, deliveries, counters, tokens) and return to real time; keep the org.
+        Every process forgets the tokens it holds (`Runtime.on_reset`)."""
+        await self.rt.reset_traffic()
 
     async def set_clock(self, now: float, frozen: bool) -> None:
-        await self.rt.save_clock(self.rt.clock.set(now, frozen))
+        await self.rt.set_clock(Clock().set(now, frozen))
 
     async def advance_clock(self, seconds: float) -> None:
-        await self.rt.save_clock(self.rt.clock.advance(seconds))
+        await self.rt.advance_clock(seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dingbox.domain.identifiers import NUL, names_nothing
 from dingbox.runtime import Runtime
 from dingbox.services.inbox import AnchorNotFound, task_json
 from dingbox.store import browse_sql
@@ -48,6 +49,10 @@ class BrowseService:
         self.rt = runtime
 
     async def users(self, corp_id: str, *, after: str, limit: int) -> dict[str, Any]:
+        if names_nothing(corp_id):
+            raise UnknownCorp(corp_id)
+        # in byte order, the userids after "a\0b" are exactly those after "a" (none holds a NUL)
+        after = after.split(NUL, 1)[0]
         page = await self.rt.store.read(browse_sql.users_page, corp_id, after=after, limit=limit)
         if page is None:
             raise UnknownCorp(corp_id)
@@ -68,6 +73,8 @@ class BrowseService:
         return {"users": items, "next_after": users[-1].userid if more else None}
 
     async def departments(self, corp_id: str) -> dict[str, Any]:
+        if names_nothing(corp_id):
+            raise UnknownCorp(corp_id)
         rows = await self.rt.store.read(browse_sql.departments, corp_id)
         if rows is None:
             raise UnknownCorp(corp_id)
@@ -89,6 +96,8 @@ class BrowseService:
             before_seq = await store.read(browse_sql.task_seq, before)
             if before_seq is None:
                 raise AnchorNotFound(before)
+        if names_nothing(corp_id):  # names no corp: no tasks
+            return {"tasks": [], "next_before": None}
         summaries = await store.read(
             browse_sql.tasks_page,
             before_seq=before_seq,

@@ -43,7 +43,7 @@ class Services:
             templates=TemplateService(runtime, notifications),
             inbox=inbox,
             browse=BrowseService(runtime),
-            admin=AdminService(runtime, tokens),
+            admin=AdminService(runtime),
             robots=RobotService(runtime),
             ui=UiService(runtime, inbox, notifications),
         )

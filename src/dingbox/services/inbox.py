@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from dingbox.clock import iso
+from dingbox.domain.identifiers import names_nothing
 from dingbox.domain.pipeline import Outcome
 from dingbox.runtime import Runtime
 from dingbox.store import browse_sql, result_sql, task_sql
@@ -106,6 +107,8 @@ class InboxService:
         self, corp_id: str, userid: str, *, limit: int, before: int | None, source: str | None, unread: bool
     ) -> dict[str, Any]:
         store = self.rt.store
+        if names_nothing(corp_id) or names_nothing(userid):
+            raise UnknownUser(userid)
         anchor = None
         if before is not None:
             anchor = await store.read(result_sql.message_by_id, before)

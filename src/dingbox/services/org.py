@@ -11,7 +11,7 @@ import yaml
 
 from dingbox.domain.org import OrgError, parse_document
 from dingbox.runtime import Runtime
-from dingbox.store import org_sql
+from dingbox.store import Store, org_sql, state_sql
 from dingbox.store.base import Tx
 
 
@@ -45,21 +45,42 @@ def _named_corps(raw: Any) -> list[str]:
 
 
 def load_document_tx(tx: Tx, raw: Any) -> dict[str, int]:
-    """Validate and write in one transaction, so the uniqueness check sees what it replaces."""
+    """Validate and write in one transaction, so the uniqueness check sees what it replaces. The
+    caller bumps the org's generation (first, so that loads from several processes follow each other)."""
     doc = parse_document(raw, org_sql.taken_ids(tx, _named_corps(raw)))
     return org_sql.replace_document(tx, doc)
 
 
-def load_files_tx(tx: Tx, documents: list[tuple[str, Any]]) -> None:
-    """Load (name, document) pairs in order in one transaction: a bad one rolls back them all.
+def load_tx(tx: Tx, raw: Any) -> tuple[dict[str, int], int]:
+    """Load one document: its counts and the org's new generation."""
+    generation = state_sql.bump(tx, "org")
+    return load_document_tx(tx, raw), generation
+
+
+def load_files_tx(tx: Tx, documents: list[tuple[str, Any]]) -> int:
+    """Load (name, document) pairs in order in one transaction: a bad one rolls back them all. Gives
+    the org's new generation.
 
     A later document sees the corps of earlier ones as existing, so naming a corp again replaces it.
     """
+    generation = state_sql.bump(tx, "org")
     for name, raw in documents:
         try:
             load_document_tx(tx, raw)
         except OrgError as exc:
             raise OrgError(name, str(exc)) from None
+    return generation
+
+
+def load_files(store: Store, documents: list[tuple[str, Any]]) -> None:
+    """Load documents outside a server (the CLI), and tell the processes sharing the store, which
+    reload their directory (their watch would find the new generation within two seconds anyway)."""
+    if not documents:
+        return
+    generation = store.write_sync(load_files_tx, documents)
+    if store.shared:
+        corp_ids = sorted({corp for _, raw in documents for corp in _named_corps(raw)})
+        store.broadcast("org.changed", {"corp_id": None, "corp_ids": corp_ids, "generation": generation})
 
 
 class OrgService:
@@ -71,8 +92,8 @@ class OrgService:
 
     async def load(self, raw: Any) -> dict[str, int]:
         async with self._loading:
-            counts = await self.rt.store.write(load_document_tx, raw)
-            await self.rt.reload_directory()
+            counts, generation = await self.rt.store.write(load_tx, raw)
+            await self.rt.org_loaded(generation, _named_corps(raw))
         return counts
 
     async def overview(self, *, with_secrets: bool) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from dingbox import errors, ids
 from dingbox.clock import calendar_minute
 from dingbox.domain import robot_messages
 from dingbox.domain.directory import AppInfo, Principal
+from dingbox.domain.identifiers import names_nothing
 from dingbox.domain.messages import canonical_json
 from dingbox.runtime import Runtime
 from dingbox.store import dispatch_sql, robot_sql
@@ -77,7 +78,10 @@ class RobotService:
             raise errors.RobotCodeEmpty()
         robot_code = req.robot_code
         app = self._owned_robot(principal, robot_code)
-        userids = robot_messages.user_ids(req.user_ids or [])
+        named = robot_messages.user_ids(req.user_ids or [])
+        # a userid holding a NUL names no user: reported as unknown, as DingTalk reports any unknown
+        # userid, but never written (no store row can carry it on PostgreSQL)
+        userids = [u for u in named if not names_nothing(u)]
         key = robot_messages.msg_key(req.msg_key)
         params = robot_messages.parse_msg_param(key, req.msg_param)
         process_query_key = ids.process_query_key()
@@ -127,6 +131,9 @@ class RobotService:
                 messages=[list(m) for m in sent.delivered],
             )
         invalid, flow_controlled = robot_messages.not_reached(sent.decisions)
+        if len(userids) < len(named):
+            unknown = set(invalid)
+            invalid = [u for u in named if u in unknown or names_nothing(u)]
         return BatchSendResult(process_query_key, invalid, flow_controlled)
 
     def _own_task(self, task: TaskRow | None, principal: Principal, robot_code: str) -> bool:
@@ -140,7 +147,9 @@ class RobotService:
         if not process_query_key:
             raise errors.ProcessQueryKeyMissing()
         self._owned_robot(principal, robot_code)
-        task = await self.rt.store.read(robot_sql.task_by_query_key, process_query_key)
+        task = None
+        if not names_nothing(process_query_key):
+            task = await self.rt.store.read(robot_sql.task_by_query_key, process_query_key)
         if task is None or not self._own_task(task, principal, robot_code):
             raise errors.ProcessQueryKeyInvalid()
         if self.rt.clock.now() - task.accepted_at > self.rt.limits.result_window:
@@ -160,7 +169,8 @@ class RobotService:
         if len(wanted) > RECALL_KEYS_MAX:
             raise errors.InvalidParameter("processQueryKeys", f"最多{RECALL_KEYS_MAX}个")
         self._owned_robot(principal, robot_code)
-        found = await self.rt.store.read(robot_sql.tasks_by_query_keys, wanted)
+        nameable = [k for k in wanted if not names_nothing(k)]  # a key holding a NUL names no send
+        found = await self.rt.store.read(robot_sql.tasks_by_query_keys, nameable) if nameable else {}
         now = self.rt.clock.now()
         failed: dict[str, str] = {}
         tasks: list[TaskRow] = []

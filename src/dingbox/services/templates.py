@@ -14,6 +14,7 @@ from typing import Any
 
 from dingbox import errors
 from dingbox.domain.directory import Principal
+from dingbox.domain.identifiers import names_nothing
 from dingbox.domain.messages import accept_message, advisory_warnings, content_hash
 from dingbox.domain.templates import (
     TEMPLATE_STATUSES,
@@ -92,7 +93,9 @@ class TemplateService:
         (40035, 40032, 40066), then the substituted message as any message (40035, 45002)."""
         self.authorize(principal)
         app = self.notifications.owned_app(principal, call.agent_id)
-        template = await self.rt.store.read(template_sql.template_by_id, call.template_id)
+        template = None
+        if not names_nothing(call.template_id):
+            template = await self.rt.store.read(template_sql.template_by_id, call.template_id)
         if template is None or template.agent_id != app.agent_id:
             raise errors.TemplateNotFound()
         if template.status != "approved":
@@ -127,18 +130,22 @@ class TemplateService:
     async def find(
         self, corp_id: str | None = None, agent_id: int | None = None, status: str | None = None
     ) -> list[TemplateRow]:
+        if names_nothing(corp_id) or names_nothing(status):
+            return []  # an id holding a NUL names no corp
         return await self.rt.store.read(template_sql.list_templates, corp_id, agent_id, status)
 
     async def get(self, template_id: str) -> TemplateRow:
-        found = await self.rt.store.read(template_sql.template_by_id, template_id)
-        if found is None:
-            raise TemplateNotKnown(template_id)
-        return found
+        found = None
+        if not names_nothing(template_id):
+            found = await self.rt.store.read(template_sql.template_by_id, template_id)
+        return self._found(found, template_id)
 
     async def create(self, draft: TemplateDraft) -> TemplateRow:
         template_id = uuid.uuid4().hex if draft.template_id is None else draft.template_id
         if not 0 < len(template_id) <= MAX_TEMPLATE_ID or template_id != template_id.strip():
             raise TemplateRejected(f"template_id: 1 to {MAX_TEMPLATE_ID} characters, no surrounding spaces")
+        if names_nothing(template_id):
+            raise TemplateRejected("template_id: must not hold a NUL character")
         app = self.rt.directory.apps.get(draft.agent_id)
         if app is None or not app.is_isv:
             raise TemplateRejected(f"agent_id: no ISV app {draft.agent_id}; templates belong to ISV apps")
@@ -152,10 +159,14 @@ class TemplateService:
 
     async def replace_msg(self, template_id: str, msg: Any) -> TemplateRow:
         self._check_msg(msg)
+        if names_nothing(template_id):
+            raise TemplateNotKnown(template_id)
         changed = await self.rt.store.write(template_sql.replace_msg, template_id, msg)
         return self._found(changed, template_id)
 
     async def set_status(self, template_id: str, status: str) -> TemplateRow:
+        if names_nothing(template_id):
+            raise TemplateNotKnown(template_id)
         changed = await self.rt.store.write(template_sql.set_status, template_id, status)
         return self._found(changed, template_id)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from dingbox import errors, ids
 from dingbox.domain.directory import Principal
+from dingbox.domain.identifiers import names_nothing
 from dingbox.runtime import Runtime
 from dingbox.store import token_sql
 
@@ -44,16 +45,25 @@ class TokenService:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._cache: dict[str, _Cached] = {}
+        # bumped by every reset: a token read from the store before a reset is not cached after it
+        self._epoch = 0
+        runtime.on_reset.append(self.forget_all)
 
     def forget_all(self) -> None:
+        """A reset (of this process or another) deleted every token: the store is asked again."""
         self._cache.clear()
+        self._epoch += 1
+
+    def _remember(self, token: str, cached: _Cached, epoch: int) -> None:
+        if epoch == self._epoch:
+            self._cache[token] = cached
 
     async def _issue(self, kind: str, principal: str, corp_id: str) -> IssuedToken:
-        now = self.rt.clock.now()
+        now, epoch = self.rt.clock.now(), self._epoch
         token, expires_at = await self.rt.store.write(
             token_sql.issue_token, kind, principal, corp_id, now, TOKEN_TTL, ids.access_token()
         )
-        self._cache[token] = _Cached(kind, principal, corp_id, expires_at)
+        self._remember(token, _Cached(kind, principal, corp_id, expires_at), epoch)
         return IssuedToken(token, TOKEN_TTL)
 
     async def for_app(self, app_key: str | None, app_secret: str | None) -> IssuedToken:
@@ -118,11 +128,12 @@ class TokenService:
         cached = self._cache.get(token)
         if cached is None or cached.expires_at <= now:
             # another process may have issued or renewed it: the store is the authority
-            row = await self.rt.store.read(token_sql.find_token, token)
+            epoch = self._epoch
+            row = None if names_nothing(token) else await self.rt.store.read(token_sql.find_token, token)
             if row is None:
                 raise errors.TokenInvalid()
             cached = _Cached(row[0], row[1], row[2], row[3])
-            self._cache[token] = cached
+            self._remember(token, cached, epoch)
         if cached.expires_at <= now:
             raise errors.TokenExpired()
         return cached

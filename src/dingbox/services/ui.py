@@ -10,6 +10,7 @@ from typing import Any
 from dingbox import errors
 from dingbox.clock import SHANGHAI, calendar_minute, dingtalk_day
 from dingbox.domain.directory import Principal
+from dingbox.domain.identifiers import any_names_nothing, names_nothing
 from dingbox.domain.pipeline import FORBIDDEN_CODES, threshold
 from dingbox.params import MAX_INT64, Params
 from dingbox.runtime import Runtime
@@ -128,11 +129,15 @@ class UiService:
         self, corp_id: str, userid: str, chat: Chat | None, *, before: int | None, limit: int
     ) -> InboxPage:
         store = self.rt.store
+        if names_nothing(corp_id) or names_nothing(userid):
+            raise UnknownUser(userid)
         person = await store.read(ui_sql.user, corp_id, userid)
         if person is None and not await store.read(browse_sql.inbox_known, corp_id, userid):
             raise UnknownUser(userid)
         anchor = await store.read(result_sql.message_by_id, before) if before is not None else None
-        rows = await store.read(ui_sql.chat_page, corp_id, userid, chat, limit=limit, before=anchor)
+        rows: list[MessageRow] = []
+        if chat is None or not names_nothing(chat.key):  # a chat key holding a NUL names no sender
+            rows = await store.read(ui_sql.chat_page, corp_id, userid, chat, limit=limit, before=anchor)
         more = len(rows) > limit
         rows = rows[:limit]
         chats = [self._chat_info(s) for s in await store.read(ui_sql.conversations, corp_id, userid)]
@@ -150,6 +155,8 @@ class UiService:
         )
 
     async def messages_after(self, corp_id: str, userid: str, after_id: int) -> list[dict[str, Any]]:
+        if names_nothing(corp_id) or names_nothing(userid):
+            return []
         rows = await self.rt.store.read(ui_sql.messages_after, corp_id, userid, after_id, 200)
         return [message_json(r) for r in rows]
 
@@ -159,15 +166,19 @@ class UiService:
 
     async def task_message_ids(self, task_id: int, corp_id: str, userid: str) -> list[int]:
         task = await self.rt.store.read(task_sql.task_by_id, task_id)
-        if task is None:
+        if task is None or names_nothing(corp_id) or names_nothing(userid):
             return []
         return await self.rt.store.read(ui_sql.task_message_ids, task.seq, corp_id, userid)
 
     async def conversations(self, corp_id: str, userid: str) -> list[ChatInfo]:
+        if names_nothing(corp_id) or names_nothing(userid):
+            return []
         return [self._chat_info(s) for s in await self.rt.store.read(ui_sql.conversations, corp_id, userid)]
 
     async def recent_tasks(self, corp_id: str | None = None, limit: int = 20) -> list[TaskSummary]:
         """The newest tasks with their counts, read as `GET /api/v1/tasks` reads them."""
+        if names_nothing(corp_id):
+            return []
         summaries = await self.rt.store.read(
             browse_sql.tasks_page,
             before_seq=None,
@@ -228,6 +239,8 @@ class UiService:
         return {"errcode": 0, "errmsg": "ok", "send_result": vars(result)}
 
     async def users(self, corp_id: str) -> list[tuple[Any, ...]]:
+        if names_nothing(corp_id):
+            return []
         return await self.rt.store.read(ui_sql.users, corp_id, USERS_SHOWN)
 
     async def org(self, corp_id: str) -> dict[str, Any] | None:
@@ -319,6 +332,8 @@ class UiService:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """`sender` is an app or robot (id or name); `day` a DingTalk day (YYYY-MM-DD)."""
+        if any_names_nothing((corp_id, text, sender, msgtype, day, userid)):
+            return []  # no id holds a NUL, and no stored text does unescaped
         agent_id, robot_code = self._sender(sender) if sender else (None, None)
         rows = await self.rt.store.read(
             ui_sql.search,

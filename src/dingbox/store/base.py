@@ -14,7 +14,8 @@ import abc
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from dingbox.errors import Unavailable
 
@@ -60,6 +61,16 @@ class Tx(Protocol):
         held up behind it."""
 
 
+@dataclass(frozen=True)
+class Watch(Generic[T]):
+    """A small read the event listener of a shared store repeats on its own connection, once a second
+    and at once after each (re)connect, handing each result to `seen(result, reconnected)` on its own
+    thread: what a lost notification must not leave stale is compared there."""
+
+    op: Callable[[Tx], T]
+    seen: Callable[[T, bool], None]
+
+
 class Store(abc.ABC):
     url: str
     failure: str | None = None  # why writes fail right now (disk full, I/O error), until one succeeds
@@ -74,9 +85,11 @@ class Store(abc.ABC):
         """Like `write`, but concurrent calls of the same `op` may be handed over together:
         `op(tx, items)` returns one result per item, in order (one multi-row statement for many)."""
 
-    def relay(self, publish: Callable[[str, dict[str, Any]], None]) -> None:  # noqa: B027
-        """Deliver events other processes sharing this store publish to `publish` (kind, payload);
-        a store that one process owns has none."""
+    def relay(  # noqa: B027
+        self, publish: Callable[[str, dict[str, Any]], None], watch: Watch[Any] | None = None
+    ) -> None:
+        """Deliver events other processes sharing this store publish to `publish` (kind, payload),
+        and run `watch` beside them; a store that one process owns has neither."""
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:  # noqa: B027
         """Tell the other processes sharing this store of an event this one published."""

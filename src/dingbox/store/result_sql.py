@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dingbox.domain.identifiers import names_nothing
 from dingbox.store.base import Row, Tx
 from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range, task_by_id
 
@@ -113,6 +114,8 @@ def recipient_page(
             return []  # no recipient has an outcome of another name
         where += f" AND {OUTCOME_CONDITIONS[outcome]}"
     if reason is not None:
+        if names_nothing(reason):
+            return []  # no reason holds a NUL (and PostgreSQL could not compare one)
         where += " AND reason = ?"
         params.append(reason)
     return tx.all(

@@ -242,6 +242,8 @@ def task_totals(tx: Tx) -> TaskTotals:
 
 
 def reset_traffic(tx: Tx) -> None:
-    for table in ("deliveries", "minute_counts", "content_days", "tasks", "tokens"):
+    # tasks first: a dispatcher's write in flight holds its task's row (`claim_sql.hold`), so the reset waits
+    # for it to commit and then deletes what it wrote too
+    for table in ("tasks", "deliveries", "minute_counts", "content_days", "tokens"):
         tx.execute(f"DELETE FROM {table}")
     tx.execute("DELETE FROM meta WHERE key = 'clock'")

@@ -193,7 +193,9 @@ def search(
         params.append(corp_id)
     if text:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append("t.msg LIKE ? ESCAPE '\\'")
+        # ASCII letters match in any case, on every store: SQLite's LIKE ignores their case, PostgreSQL's
+        # does not, so both sides are lowered
+        where.append("lower(t.msg) LIKE lower(?) ESCAPE '\\'")
         params.append(f"%{escaped}%")
     if agent_id is not None:
         where.append("t.agent_id = ?")

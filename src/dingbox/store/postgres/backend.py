@@ -6,12 +6,15 @@ by side and PostgreSQL's row locks and unique indexes decide between them. Reads
 read, read-only snapshot: one unit of work sees one state, as on SQLite.
 
 Events cross processes through `LISTEN/NOTIFY` (`relay`, `broadcast`): a listener thread holds one
-connection of its own and hands each notification to the process's event bus.
+connection of its own and hands each notification to the process's event bus. On the same connection
+it runs the process's watch (the generations of the state processes keep copies of) once a second
+and after each reconnect, the safety net for a notification that never arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -24,11 +27,12 @@ from typing import Any, TypeVar
 
 import orjson
 import psycopg
+from psycopg import IsolationLevel
 from psycopg import errors as pg_errors
 from psycopg.rows import kwargs_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from dingbox.store.base import Row, Store, StoreError
+from dingbox.store.base import Row, Store, StoreError, Watch
 from dingbox.store.migrate import migrate_postgres
 from dingbox.store.postgres.presence import Presence
 from dingbox.store.postgres.statements import STATEMENTS
@@ -38,31 +42,38 @@ log = logging.getLogger("dingbox.store")
 
 CHANNEL = "dingbox_events"
 NOTIFY_LIMIT = 7900  # bytes of a NOTIFY payload; PostgreSQL refuses 8000 and more
+WATCH_SECONDS = 1.0  # how often the listener runs the watch
 _RETRIES = 5  # a unit of work that lost a serialization or deadlock race runs again, this many times
 
 _compiled: dict[str, str] = {}
 
 
 def compile_sql(sql: str) -> str:
-    """`?` parameter marks to psycopg's `%s`, and a literal `%` doubled, outside quoted text; once per
-    statement text."""
+    """`?` parameter marks to PostgreSQL's own numbered ones (`$1`, `$2`, …) outside quoted text; once
+    per statement text.
+
+    Statements run on raw cursors, which hand the text to the server as it is: psycopg's own `%s`
+    marks cost a parse of the text on every execution once a statement has more than 50 parameters
+    (a multi-row INSERT of accepted tasks, an IN list), which was most of what writing a batch of
+    accepts cost in Python.
+    """
     found = _compiled.get(sql)
     if found is not None:
         return found
     out: list[str] = []
     quote: str | None = None
+    marks = 0
     for char in sql:
         if quote:
             if char == quote:
                 quote = None
-            out.append("%%" if char == "%" else char)
+            out.append(char)
         elif char in "'\"":
             quote = char
             out.append(char)
         elif char == "?":
-            out.append("%s")
-        elif char == "%":
-            out.append("%%")
+            marks += 1
+            out.append(f"${marks}")
         else:
             out.append(char)
     found = _compiled[sql] = "".join(out)
@@ -70,48 +81,87 @@ def compile_sql(sql: str) -> str:
 
 
 class PostgresTx:
+    """One unit of work's statements on its connection.
+
+    Consecutive `insert_rows` into one table share one COPY, kept open across the calls: a fan-out
+    that writes its rows a chunk at a time streams them all in one COPY, which the server stores
+    while the next chunk is being decided, instead of starting, waiting for and ending a COPY per
+    chunk. Any other statement, and the end of the unit of work, ends the COPY first, so every
+    statement sees (and a conflict fails on) the rows written before it.
+    """
+
     dialect = "postgresql"
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self.cursor = conn.cursor()
+        self.cursor: psycopg.RawCursor[Row] = psycopg.RawCursor(conn)
+        self._copying: tuple[str, tuple[str, ...]] | None = None  # the table and columns of the open COPY
+        self._copy: psycopg.Copy | None = None
+        self._copy_block: contextlib.ExitStack | None = None
 
     def sql(self, name: str) -> str:
         return STATEMENTS[name]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.end_copy()
         self.cursor.execute(compile_sql(sql), params)
         return self.cursor.rowcount
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.end_copy()
         rows = list(rows)
         if rows:
             self.cursor.executemany(compile_sql(sql), rows)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.end_copy()
         self.cursor.execute(compile_sql(sql), params)
         return self.cursor.fetchone()
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.end_copy()
         self.cursor.execute(compile_sql(sql), params)
         return self.cursor.fetchall()
 
     def records(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> list[T]:
-        with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
+        self.end_copy()
+        with psycopg.RawCursor(self.conn, row_factory=kwargs_row(cls)) as cursor:
             cursor.execute(compile_sql(sql), params)
             return cursor.fetchall()
 
     def record(self, cls: Callable[..., T], sql: str, params: Sequence[Any] = ()) -> T | None:
-        with self.conn.cursor(row_factory=kwargs_row(cls)) as cursor:
+        self.end_copy()
+        with psycopg.RawCursor(self.conn, row_factory=kwargs_row(cls)) as cursor:
             cursor.execute(compile_sql(sql), params)
             return cursor.fetchone()
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        with self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        target = (table, tuple(columns))
+        if self._copy is None or self._copying != target:
+            self.end_copy()
+            block = contextlib.ExitStack()
+            self._copy = block.enter_context(
+                self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN")
+            )
+            self._copy_block, self._copying = block, target
+        write_row = self._copy.write_row
+        for row in rows:
+            write_row(row)
+
+    def end_copy(self, failure: BaseException | None = None) -> None:
+        """End the open COPY, if any: the server has then stored (and checked) every row written.
+        With `failure`, abandon it instead, so that the transaction can roll back."""
+        block = self._copy_block
+        if block is None:
+            return
+        self._copy = self._copy_block = self._copying = None
+        if failure is None:
+            block.close()
+            return
+        with contextlib.suppress(psycopg.Error):  # a lost connection: the failure itself says more
+            block.__exit__(type(failure), failure, failure.__traceback__)
 
     def others_waiting(self) -> bool:
         return False  # no single writer: other units of work run beside this one
@@ -174,6 +224,9 @@ class PostgresStore(Store):
         self._notifier: _Notifier | None = None
         self._presence: Presence | None = None
         self._closed = False
+        # write_batched: the calls waiting for each op's next transaction, and the task running them
+        self._waiting: dict[Callable[..., Any], list[tuple[Any, asyncio.Future[Any]]]] = {}
+        self._writers: dict[Callable[..., Any], asyncio.Task[None]] = {}
 
     # -- units of work ------------------------------------------------------------------------------
 
@@ -183,10 +236,21 @@ class PostgresStore(Store):
         for attempt in range(_RETRIES + 1):
             try:
                 with self._pool.connection() as conn:
-                    with conn.transaction():
+                    if read:  # said in the BEGIN itself, rather than by a statement of its own
+                        conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+                    try:
+                        with conn.transaction():
+                            tx = PostgresTx(conn)
+                            try:
+                                result = op(tx, *args, **kwargs)
+                            except BaseException as exc:
+                                tx.end_copy(exc)
+                                raise
+                            tx.end_copy()
+                    finally:
                         if read:
-                            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        result = op(PostgresTx(conn), *args, **kwargs)
+                            with contextlib.suppress(psycopg.Error):  # a lost connection leaves the pool
+                                conn.isolation_level = conn.read_only = None
             except BaseException as exc:
                 if _retryable(exc) and attempt < _RETRIES:
                     time.sleep(0.005 * (attempt + 1))
@@ -212,8 +276,37 @@ class PostgresStore(Store):
         return await loop.run_in_executor(self._executor, self._run, op, args, kwargs, False)
 
     async def write_batched(self, op: Callable[[Any, list[Any]], list[T]], item: Any) -> T:
-        results = await self.write(op, [item])
-        return results[0]
+        """Calls of one op share a transaction: while one runs, those arriving meanwhile wait and go
+        together in the next, so under load an accept pays a share of one transaction's round trips,
+        thread hand-over and commit rather than a whole one (a group commit, as SQLite's writer does)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._waiting.setdefault(op, []).append((item, future))
+        if op not in self._writers:
+            self._writers[op] = loop.create_task(self._write_waiting(op))
+        return await future
+
+    async def _write_waiting(self, op: Callable[[Any, list[Any]], list[Any]]) -> None:
+        batch: list[tuple[Any, asyncio.Future[Any]]] = []
+        try:
+            while batch := self._waiting.pop(op, []):
+                try:
+                    results = await self.write(op, [item for item, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        except BaseException as exc:  # cancelled with the loop: nobody may wait for ever
+            for _, future in batch + self._waiting.pop(op, []):
+                if not future.done():
+                    future.set_exception(StoreError(f"the store stopped: {type(exc).__name__}"))
+            raise
+        finally:
+            del self._writers[op]
 
     async def read(self, op: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -241,9 +334,9 @@ class PostgresStore(Store):
 
     # -- events across processes --------------------------------------------------------------------
 
-    def relay(self, publish: Callable[[str, dict[str, Any]], None]) -> None:
+    def relay(self, publish: Callable[[str, dict[str, Any]], None], watch: Watch[Any] | None = None) -> None:
         if self._listener is None:
-            self._listener = _Listener(self.url, self.instance, publish)
+            self._listener = _Listener(self.url, self.instance, publish, watch)
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
         """Queue a NOTIFY to the other processes; a thread of its own sends it (never the event loop),
@@ -320,10 +413,18 @@ class _Notifier:
 
 
 class _Listener:
-    """LISTENs on its own connection in a thread; reconnects after a lost connection."""
+    """LISTENs on its own connection in a thread; reconnects after a lost connection. Runs the watch
+    between notifications: at once after each (re)connect (notifications sent while it was away are
+    lost for good), then every WATCH_SECONDS."""
 
-    def __init__(self, url: str, instance: str, publish: Callable[[str, dict[str, Any]], None]) -> None:
-        self._url, self._instance, self._publish = url, instance, publish
+    def __init__(
+        self,
+        url: str,
+        instance: str,
+        publish: Callable[[str, dict[str, Any]], None],
+        watch: Watch[Any] | None,
+    ) -> None:
+        self._url, self._instance, self._publish, self._watch = url, instance, publish, watch
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="dingbox-pg-listen", daemon=True)
@@ -334,11 +435,19 @@ class _Listener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
+                # named so an operator (or a test) can tell the listener of a process in pg_stat_activity
+                name = f"dingbox listener {os.getpid()}"
+                with psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=10, application_name=name
+                ) as conn:
                     self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
+                    reconnected, watch_at = True, 0.0
                     while not self._stop.is_set():
+                        if self._watch is not None and time.monotonic() >= watch_at:
+                            self._run_watch(self._watch, conn, reconnected)
+                            reconnected, watch_at = False, time.monotonic() + WATCH_SECONDS
                         for note in conn.notifies(timeout=0.5):
                             self._deliver(note.payload)
             except psycopg.Error as exc:
@@ -359,6 +468,14 @@ class _Listener:
             self._publish(note["kind"], note.get("payload"))
         except Exception:  # a subscriber's fault must not end the relay
             log.exception("relayed event %s failed", note.get("kind"))
+
+    @staticmethod
+    def _run_watch(watch: Watch[Any], conn: psycopg.Connection[Any], reconnected: bool) -> None:
+        result = watch.op(PostgresTx(conn))  # a failing read is a lost connection: reconnect
+        try:
+            watch.seen(result, reconnected)
+        except Exception:
+            log.exception("the store watch failed")
 
     def stop(self) -> None:
         self._stop.set()

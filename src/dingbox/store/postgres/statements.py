@@ -17,7 +17,8 @@ STATEMENTS = {
         "SELECT {columns} FROM tasks WHERE seq IN ({marks}) AND claimed_by IS NULL AND status < 2"
         " ORDER BY seq FOR UPDATE SKIP LOCKED"
     ),
-    # A writer's own tasks, locked in seq order until its write commits: a takeover waits for it.
+    # A writer's own tasks, locked in seq order until its write commits: a takeover, a recall or a
+    # reset of them waits for the write to end (and then sees its deliveries).
     "hold_tasks": (
         "SELECT seq, cursor, delivered, recalled_at, total FROM tasks"
         " WHERE seq IN ({marks}) AND claimed_by = ? AND status < 2 ORDER BY seq FOR UPDATE"

@@ -1,5 +1,7 @@
 -- The first PostgreSQL schema: the same tables and indexes as SQLite's migrations 0001-0006 build,
 -- in PostgreSQL's types (BIGINT for every id, DOUBLE PRECISION for times, BYTEA for hashes).
+-- Identifiers and names that are sorted or compared by range are COLLATE "C": byte order, as SQLite
+-- compares text, whatever the database's own collation (recipient order, pages of users, exports).
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -7,12 +9,12 @@ CREATE TABLE meta (
 );
 
 CREATE TABLE suites (
-    suite_key    TEXT PRIMARY KEY,
+    suite_key    TEXT COLLATE "C" PRIMARY KEY,
     suite_secret TEXT NOT NULL
 );
 
 CREATE TABLE corps (
-    corp_id  TEXT PRIMARY KEY,
+    corp_id  TEXT COLLATE "C" PRIMARY KEY,
     name     TEXT NOT NULL,
     document TEXT NOT NULL
 );
@@ -28,8 +30,8 @@ CREATE INDEX departments_parent ON departments (corp_id, parent_id);
 
 CREATE TABLE users (
     corp_id TEXT NOT NULL,
-    userid  TEXT NOT NULL,
-    name    TEXT NOT NULL,
+    userid  TEXT COLLATE "C" NOT NULL,
+    name    TEXT COLLATE "C" NOT NULL,
     active  INTEGER NOT NULL,
     mobile  TEXT,
     title   TEXT,
@@ -41,7 +43,7 @@ CREATE INDEX users_by_name ON users (corp_id, name, userid);
 CREATE TABLE user_depts (
     corp_id TEXT NOT NULL,
     dept_id BIGINT NOT NULL,
-    userid  TEXT NOT NULL,
+    userid  TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (corp_id, dept_id, userid)
 );
 CREATE INDEX user_depts_by_user ON user_depts (corp_id, userid, dept_id);
@@ -60,14 +62,14 @@ CREATE TABLE apps (
 CREATE INDEX apps_corp ON apps (corp_id);
 
 CREATE TABLE robots (
-    robot_code TEXT PRIMARY KEY,
+    robot_code TEXT COLLATE "C" PRIMARY KEY,
     corp_id    TEXT NOT NULL,
     agent_id   BIGINT NOT NULL,
     name       TEXT NOT NULL
 );
 
 CREATE TABLE templates (
-    template_id TEXT PRIMARY KEY,
+    template_id TEXT COLLATE "C" PRIMARY KEY,
     corp_id     TEXT NOT NULL,
     agent_id    BIGINT NOT NULL,
     status      TEXT NOT NULL,
@@ -76,7 +78,7 @@ CREATE TABLE templates (
 
 CREATE TABLE chat_groups (
     corp_id              TEXT NOT NULL,
-    open_conversation_id TEXT NOT NULL,
+    open_conversation_id TEXT COLLATE "C" NOT NULL,
     name                 TEXT NOT NULL,
     members              TEXT NOT NULL,
     robots               TEXT NOT NULL,
@@ -146,7 +148,7 @@ CREATE TABLE deliveries (
     task_seq             BIGINT NOT NULL,
     pos                  INTEGER NOT NULL,
     corp_id              TEXT NOT NULL,
-    userid               TEXT,
+    userid               TEXT COLLATE "C",
     open_conversation_id TEXT,
     agent_id             BIGINT,
     outcome              INTEGER NOT NULL,
