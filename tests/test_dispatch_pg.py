@@ -12,23 +12,19 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
-from support import Client, DispatchProcess, ServerProcess, text
+from support import POSTGRES_URL_VARIABLE, Client, DispatchProcess, PostgresDatabases, ServerProcess, text
 
-BASE_URL = os.environ.get("DINGBOX_TEST_POSTGRES_URL", "")
-if not BASE_URL:
+if not os.environ.get(POSTGRES_URL_VARIABLE):
     if os.environ.get("CI") == "true":
-        pytest.fail("DINGBOX_TEST_POSTGRES_URL is not set: CI runs the PostgreSQL tests", pytrace=False)
-    pytest.skip("DINGBOX_TEST_POSTGRES_URL is not set", allow_module_level=True)
-
-import psycopg  # noqa: E402  (only needed, and only installed for sure, when PostgreSQL is tested)
+        pytest.fail(f"{POSTGRES_URL_VARIABLE} is not set: CI runs the PostgreSQL tests", pytrace=False)
+    pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set", allow_module_level=True)
 
 FAN_OUT = 50_000
 DEPARTMENTS = 50  # FAN_OUT users, FAN_OUT / DEPARTMENTS in each
@@ -38,22 +34,12 @@ UNLIMITED = ("--limits", "unlimited")
 DISPATCHED = re.compile(r"task (\d+) of app \d+ dispatched: ")
 
 
-def database_url(name: str) -> str:
-    parts = urlsplit(BASE_URL)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_url(postgres: PostgresDatabases) -> Iterator[str]:
     """A fresh database of this module's own, dropped at the end."""
-    name = f"dbxc_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(BASE_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield database_url(name)
-    finally:
-        with psycopg.connect(BASE_URL, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    url = postgres.fresh()
+    yield url
+    postgres.drop(url)
 
 
 @pytest.fixture(scope="module")

@@ -52,17 +52,21 @@ def owner_name(claimant: str, loop: int) -> str:
 
 
 def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow]:
-    """Claim up to `limit` ready tasks, oldest first, leaving out any app whose oldest unfinished task
-    is claimed by another dispatcher.
+    """Claim up to `limit` ready tasks, oldest first, of the apps whose oldest unfinished task no other
+    dispatcher holds.
 
-    Reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and stops at the
-    first task not ready yet (tasks become ready in acceptance order: `not_before` is the accept time
-    plus one fixed delay). Each app seen costs one look-up of its oldest unfinished task in
-    `tasks_agent_pending`. When the first pages hold mostly tasks of apps other dispatchers hold, the
-    claim stops reading the backlog and looks app by app instead (`_beyond_window`), so a claim
-    costs about the same with 10 or 100,000 tasks pending, however many of them are held.
+    First finds each app's oldest unfinished task (`_free_heads`: a skip scan of
+    `tasks_agent_pending`, a few index seeks per app), so a claim that finds every app held ends
+    there. Then reads the `tasks_pending` index in seq order, skipping the few tasks in flight, and
+    stops at the first task not ready yet (tasks become ready in acceptance order: `not_before` is the
+    accept time plus one fixed delay). When those first pages hold mostly tasks of held apps, it
+    reads the free apps' runs app by app instead (`_beyond_window`). So a claim costs about the same
+    with 10 or 100,000 tasks pending, however many of them are held.
     """
-    candidates, heads, window_end, more = _window(tx, now_real, limit)
+    heads = _free_heads(tx, now_real)
+    if not heads:
+        return []
+    candidates, window_end, more = _window(tx, now_real, limit, heads)
     if more and len(candidates) < limit:
         candidates += _beyond_window(tx, now_real, limit - len(candidates), heads, window_end)
     if not candidates:
@@ -82,13 +86,42 @@ def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow
 
 Candidates = list[tuple[int, int | None]]  # (seq, agent_id), each app's in seq order
 
+_APPS = (  # every agent_id with unfinished tasks (and a NULL to end on)
+    "WITH RECURSIVE apps(agent_id) AS ("
+    " SELECT MIN(agent_id) FROM tasks WHERE status < 2"
+    " UNION ALL SELECT"
+    " (SELECT MIN(t.agent_id) FROM tasks t WHERE t.status < 2 AND t.agent_id > apps.agent_id)"
+    " FROM apps WHERE apps.agent_id IS NOT NULL)"
+)
+# Each app's oldest unfinished task and whether it is free (unclaimed and ready), oldest first, and
+# the oldest free task of no app. Subqueries rather than joins, so that no planner (PostgreSQL's
+# without statistics) can choose to scan the tasks.
+_APP_HEADS = (
+    _APPS + ", heads(agent_id, head) AS MATERIALIZED (SELECT agent_id,"
+    " (SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = apps.agent_id)"
+    " FROM apps WHERE agent_id IS NOT NULL)"
+    " SELECT agent_id, head, (SELECT claimed_by IS NULL AND not_before <= ? FROM tasks WHERE seq = head)"
+    " FROM heads"
+    " UNION ALL SELECT NULL, MIN(seq), MIN(seq) IS NOT NULL FROM tasks"
+    " WHERE status < 2 AND agent_id IS NULL AND claimed_by IS NULL AND not_before <= ?"
+    " ORDER BY 2"
+)
 
-def _window(tx: Tx, now_real: float, limit: int) -> tuple[Candidates, dict[int, bool], int, bool]:
-    """Candidates from the first WINDOW_PAGES pages of unclaimed unfinished tasks in seq order; the
-    apps seen, each with whether its oldest unfinished task is among them; the last seq read; and
-    whether ready tasks may lie beyond."""
+
+def _free_heads(tx: Tx, now_real: float) -> dict[int | None, int]:
+    """agent_id -> seq of its oldest unfinished task, of the apps whose oldest one is free, oldest
+    first (None: tasks of no app, which any claim may take)."""
+    return {agent_id: head for agent_id, head, free in tx.all(_APP_HEADS, (now_real, now_real)) if free}
+
+
+def _window(
+    tx: Tx, now_real: float, limit: int, heads: dict[int | None, int]
+) -> tuple[Candidates, int, bool]:
+    """Candidates from the first WINDOW_PAGES pages of unclaimed unfinished tasks in seq order, of
+    the free apps (each from its oldest task on); the last seq read; and whether ready tasks may lie
+    beyond."""
     candidates: Candidates = []
-    heads: dict[int, bool] = {}  # agent_id -> may we take its tasks (its oldest unfinished one is ours)
+    started: set[int | None] = {None}  # apps whose run this claim has begun at their oldest task
     after = 0
     for _ in range(WINDOW_PAGES):
         page = tx.all(
@@ -98,50 +131,32 @@ def _window(tx: Tx, now_real: float, limit: int) -> tuple[Candidates, dict[int, 
         )
         for seq, agent_id, not_before in page:
             if not_before > now_real:
-                return candidates, heads, after, False  # the rest are not ready either
-            if agent_id is not None:
-                free = heads.get(agent_id)
-                if free is None:
-                    head = tx.one("SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = ?", (agent_id,))
-                    free = heads[agent_id] = head is not None and head[0] == seq
-                if not free:
+                return candidates, after, False  # the rest are not ready either
+            if agent_id not in heads:
+                continue
+            if agent_id not in started:
+                if heads[agent_id] != seq:  # claimed since the heads were read: let it be
+                    del heads[agent_id]
                     continue
+                started.add(agent_id)
             candidates.append((seq, agent_id))
             if len(candidates) == limit:
-                return candidates, heads, seq, False
+                return candidates, seq, False
         if len(page) < CLAIM_PAGE:
-            return candidates, heads, after, False
+            return candidates, after, False
         after = page[-1][0]
-    return candidates, heads, after, True
+    return candidates, after, True
 
 
-# The oldest unfinished task of every app with one, and whether it is free (unclaimed and ready): a
-# skip scan of `tasks_agent_pending`, a few index seeks per app whatever the backlog. Subqueries rather
-# than joins, so that no planner (PostgreSQL's without statistics) can choose to scan the tasks.
-_APPS = (  # every agent_id with unfinished tasks, and a NULL
-    "WITH RECURSIVE apps(agent_id) AS ("
-    " SELECT MIN(agent_id) FROM tasks WHERE status < 2"
-    " UNION ALL SELECT"
-    " (SELECT MIN(t.agent_id) FROM tasks t WHERE t.status < 2 AND t.agent_id > apps.agent_id)"
-    " FROM apps WHERE apps.agent_id IS NOT NULL)"
-)
-_APP_HEADS = (
-    _APPS + " SELECT agent_id, (SELECT claimed_by IS NULL AND not_before <= ? FROM tasks WHERE seq = head)"
-    " FROM (SELECT agent_id,"
-    " (SELECT MIN(seq) FROM tasks WHERE status < 2 AND agent_id = apps.agent_id) AS head"
-    " FROM apps WHERE agent_id IS NOT NULL) AS heads ORDER BY head"
-)
-
-
-def _beyond_window(tx: Tx, now_real: float, room: int, heads: dict[int, bool], window_end: int) -> Candidates:
-    """Past the window: the runs of the apps whose oldest unfinished task is free (those met in the
-    window first, then the others oldest head first), read app by app off `tasks_agent_pending`."""
-    free = [agent_id for agent_id, ours in heads.items() if ours]
-    free += [
-        agent_id for agent_id, ready in tx.all(_APP_HEADS, (now_real,)) if ready and agent_id not in heads
-    ]
+def _beyond_window(
+    tx: Tx, now_real: float, room: int, heads: dict[int | None, int], window_end: int
+) -> Candidates:
+    """Past the window: the runs of the free apps, oldest head first, read app by app off
+    `tasks_agent_pending`."""
     found: Candidates = []
-    for agent_id in free:
+    for agent_id in heads:
+        if agent_id is None:
+            continue
         for seq, claimed_by, not_before in tx.all(
             "SELECT seq, claimed_by, not_before FROM tasks WHERE status < 2 AND agent_id = ? AND seq > ?"
             " ORDER BY seq LIMIT ?",
