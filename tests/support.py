@@ -386,41 +386,56 @@ def make_org(
 
 
 class DispatchProcess:
-    """A `dingbox dispatch` subprocess (dispatcher loops, no server) on a shared PostgreSQL store."""
+    """A `dingbox dispatch` subprocess (dispatcher loops, no server) on a shared PostgreSQL store; its
+    output lines are kept in `output`. `start` launches and waits; `launch` then `started` lets several
+    be launched first and waited for together, so they start at once."""
 
-    def __init__(self, db: str, args: Sequence[str] = ()) -> None:
-        self.db, self.args = db, list(args)
+    def __init__(self, db: str, args: Sequence[str] = (), log_level: str = "warning") -> None:
+        self.db, self.args, self.log_level = db, list(args), log_level
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+        self._started = threading.Event()
 
-    def start(self, timeout: float = 20.0) -> DispatchProcess:
-        cmd = [sys.executable, "-m", "dingbox", "dispatch", "--db", self.db, "--log-level", "warning"]
+    def launch(self) -> DispatchProcess:
+        cmd = [sys.executable, "-m", "dingbox", "dispatch", "--db", self.db, "--log-level", self.log_level]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
+        proc = self.proc = subprocess.Popen(
             cmd + self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
-        started = threading.Event()
 
         def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
+            assert proc.stdout is not None
+            for line in proc.stdout:
                 self.output.append(line)
                 if line.startswith("dispatchers="):
-                    started.set()
+                    self._started.set()
+            self._started.set()
 
         threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not started.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("dingbox dispatch did not start:\n" + "".join(self.output))
         return self
 
-    def stop(self, timeout: float = 15.0) -> int | None:
+    def started(self, timeout: float = 30.0) -> DispatchProcess:
+        if not self._started.wait(timeout) or self.proc is None or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("dingbox dispatch did not start:\n" + "".join(self.output))
+        return self
+
+    def start(self, timeout: float = 30.0) -> DispatchProcess:
+        return self.launch().started(timeout)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def lines(self, words: str) -> list[str]:
+        return [line for line in self.output if words in line]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from support import POSTGRES_URL_VARIABLE, Client, PostgresDatabases, ServerProcess, text
+from support import POSTGRES_URL_VARIABLE, Client, DispatchProcess, PostgresDatabases, ServerProcess, text
 
 if not os.environ.get(POSTGRES_URL_VARIABLE):
     if os.environ.get("CI") == "true":
@@ -62,65 +59,18 @@ def client(server: ServerProcess) -> Client:
     return c
 
 
-class DispatchSubprocess:
-    """A `dingbox dispatch` subprocess; its output lines are kept in `output`. `started()` waits until
-    its loops run (several can be launched first and then waited for, so they start together)."""
-
-    def __init__(self, db: str, args: Sequence[str] = ()) -> None:
-        cmd = [sys.executable, "-m", "dingbox", "dispatch", "--db", db, "--log-level", "info", *args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        self.output: list[str] = []
-        self._started = threading.Event()
-
-        def pump() -> None:
-            assert self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.output.append(line)
-                if line.startswith("dispatchers="):
-                    self._started.set()
-            self._started.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def started(self) -> DispatchSubprocess:
-        if not self._started.wait(30) or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError("dingbox dispatch did not start:\n" + "".join(self.output))
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def lines(self, words: str) -> list[str]:
-        return [line for line in self.output if words in line]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 @pytest.fixture
-def dispatchers(pg_url: str) -> Iterator[list[DispatchSubprocess]]:
+def dispatchers(pg_url: str) -> Iterator[list[DispatchProcess]]:
     """Start dispatch processes with `start(*args)`; each is stopped at the end of the test."""
-    started: list[DispatchSubprocess] = []
+    started: list[DispatchProcess] = []
     yield started
     for proc in started:
         proc.stop()
 
 
-def start(started: list[DispatchSubprocess], db: str, *args: str, count: int = 2) -> list[DispatchSubprocess]:
+def start(started: list[DispatchProcess], db: str, *args: str, count: int = 2) -> list[DispatchProcess]:
     """`count` dispatch processes, launched together and then waited for."""
-    procs = [DispatchSubprocess(db, [*UNLIMITED, *args]) for _ in range(count)]
+    procs = [DispatchProcess(db, [*UNLIMITED, *args], log_level="info").launch() for _ in range(count)]
     started += procs
     return [proc.started() for proc in procs]
 
@@ -188,7 +138,7 @@ def claimed_mid_fan_out(db: str, task_id: int, timeout: float = 60.0) -> tuple[s
     raise AssertionError(f"task {task_id} showed no progress: {task_state(db, task_id)}")
 
 
-def owner_process(owner: str, procs: Sequence[DispatchSubprocess]) -> DispatchSubprocess:
+def owner_process(owner: str, procs: Sequence[DispatchProcess]) -> DispatchProcess:
     """The dispatch process a claim names: `dingbox-<pid>-<random>/<loop>`."""
     pid = int(owner.split("-")[1])
     return next(p for p in procs if p.pid == pid)
@@ -228,7 +178,7 @@ def whole_fan_out() -> dict[str, int]:
 
 
 def test_killed_dispatcher_leaves_its_fan_out_to_the_other(
-    client: Client, pg_url: str, dispatchers: list[DispatchSubprocess]
+    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
 ) -> None:
     """SIGKILL of the dispatcher writing a 50,000-recipient fan-out: the other takes the task over at
     its cursor and every user has exactly one message; counters equal rows."""
@@ -265,7 +215,7 @@ def claimed_by_other(db: str, task_id: int, owner: str, timeout: float = 60.0) -
 
 
 def test_stopped_dispatcher_hands_its_fan_out_over_at_once(
-    client: Client, pg_url: str, dispatchers: list[DispatchSubprocess]
+    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
 ) -> None:
     """SIGTERM of the dispatcher writing a fan-out: it releases the task as it stops (no sweep needed),
     the other goes on at the cursor, and every user has exactly one message."""
@@ -305,7 +255,7 @@ def all_tasks(client: Client, corp_id: str) -> list[dict[str, Any]]:
 
 
 def test_dispatchers_in_two_processes_keep_each_apps_order(
-    client: Client, pg_url: str, dispatchers: list[DispatchSubprocess]
+    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
 ) -> None:
     """2 processes × 2 loops on 2,000 small tasks of four apps, accepted in a burst (two senders per
     app at once) before the dispatchers start, behind one send to everyone per app that takes its
