@@ -198,20 +198,26 @@ def _load_ledger(
     """Read the facts a group's rules need: daily counts where a daily cap applies, same-content owners
     where another task delivered the content today, minute counts per app and minute."""
     daily_users: dict[tuple[int | None, int], set[str]] = {}
+    contents: dict[tuple[int | None, int], set[bytes]] = {}
+    for c in contexts:
+        ledger.minutes.setdefault((c.task.agent_id, c.minute), 0)
+        if c.task.content_hash is not None:
+            contents.setdefault((c.task.agent_id, c.day), set()).add(c.task.content_hash)
+    holders = {
+        (agent_id, day): dispatch_sql.content_holders(tx, agent_id, day, sorted(hashes))
+        for (agent_id, day), hashes in contents.items()
+    }
     owner_users: dict[tuple[int | None, int, bytes], set[str]] = {}
     for c in contexts:
         task = c.task
-        ledger.minutes.setdefault((task.agent_id, c.minute), 0)
         if task.content_hash is None:
             continue
         active = [u for u, ok in recipients[task.seq] if ok]
         if c.limits.daily_per_user is not None:
             daily_users.setdefault((task.agent_id, c.day), set()).update(active)
-        key = (task.agent_id, c.day, task.content_hash)
-        if key not in owner_users and dispatch_sql.content_delivered_elsewhere(tx, task, c.day):
-            owner_users[key] = set()
-        if key in owner_users:
-            owner_users[key].update(active)
+        holder = holders[(task.agent_id, c.day)].get(task.content_hash)
+        if holder is not None and holder != task.seq:  # another task delivered it today
+            owner_users.setdefault((task.agent_id, c.day, task.content_hash), set()).update(active)
     for (agent_id, day), users in daily_users.items():
         ledger.daily[(agent_id, day)] = dispatch_sql.daily_facts(tx, agent_id, day, sorted(users), None)[0]
     for (agent_id, day, content), users in owner_users.items():

@@ -132,11 +132,25 @@ def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[
 
 def content_delivered_elsewhere(tx: Tx, task: TaskRow, day: int) -> bool:
     """Whether a task other than this one delivered this content for this app on this day."""
-    row = tx.one(
-        "SELECT task_seq FROM content_days WHERE agent_id = ? AND day = ? AND content_hash = ?",
-        (task.agent_id, day, task.content_hash),
-    )
-    return row is not None and row[0] != task.seq
+    assert task.content_hash is not None
+    holder = content_holders(tx, task.agent_id, day, [task.content_hash]).get(task.content_hash)
+    return holder is not None and holder != task.seq
+
+
+def content_holders(tx: Tx, agent_id: int | None, day: int, hashes: Sequence[bytes]) -> dict[bytes, int]:
+    """content hash -> seq of the first task that delivered it for this app on this day, for the
+    hashes some task delivered: one statement for a whole group's contents."""
+    holders: dict[bytes, int] = {}
+    for chunk in _chunks(hashes):
+        holders.update(
+            (bytes(content), seq)
+            for content, seq in tx.all(
+                "SELECT content_hash, task_seq FROM content_days WHERE agent_id = ? AND day = ?"
+                f" AND content_hash IN ({placeholders(len(chunk))})",
+                (agent_id, day, *chunk),
+            )
+        )
+    return holders
 
 
 def daily_facts(
