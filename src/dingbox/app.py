@@ -46,7 +46,7 @@ class DingboxApp:
         self.services = Services.build(self.runtime)
         self.dispatcher = Dispatcher(self.runtime, settings.dispatchers)
         self.runtime.dead_dispatch_loops = lambda: self.dispatcher.dead_loops
-        self.services.notifications.on_accept = self.dispatcher.wake
+        self.services.notifications.dispatcher = self.dispatcher
         self._api: Router = api_routes.build(self.services)
         self._web: Router = web_routes.build(self.services)
         self._starlette = Starlette(routes=[], lifespan=self._lifespan)

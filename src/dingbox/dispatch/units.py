@@ -8,17 +8,21 @@ rows, dedup keys and counters agree with one another when they commit together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
 
+from dingbox.clock import calendar_minute, dingtalk_day
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
-from dingbox.store import delivery_sql, dispatch_sql
-from dingbox.store.base import Tx
+from dingbox.store import delivery_sql, dispatch_sql, task_sql
+from dingbox.store.base import Tx, savepoint
 from dingbox.store.claim_sql import ClaimLost
-from dingbox.store.task_sql import TaskRow
+from dingbox.store.task_sql import PreparedTask, TaskRow
+
+log = logging.getLogger("dingbox.dispatch")
 
 MAX_POSITION = dispatch_sql.MAX_POSITION
 CHUNK_ROWS = 250  # recipients decided between two looks at whether others wait for the writer
@@ -139,15 +143,29 @@ def dispatch_small(
     visible_sets: dict[int, frozenset[str] | None],
     now: float,
 ) -> tuple[list[Written], int]:
-    """Resolve, decide and write a group of small tasks in acceptance order, in one transaction; the
-    group stops early, after any task, when other units of work wait for the writer. Gives what was
-    written and how many of `contexts` are done with; the rest stay claimed for the next call.
+    """Resolve, decide and write a group of small tasks `owner` holds, in acceptance order, in one
+    transaction; the group stops early, after any task, when other units of work wait for the writer.
+    Gives what was written and how many of `contexts` are done with; the rest stay claimed for the
+    next call."""
+    live = dispatch_sql.live_small_tasks(tx, [c.task.seq for c in contexts], owner)  # or ClaimLost
+    return _decide_small(tx, contexts, live, visible_sets, now, yield_writer=True)
+
+
+def _decide_small(
+    tx: Tx,
+    contexts: Sequence[TaskContext],
+    recalled: dict[int, bool],
+    visible_sets: dict[int, frozenset[str] | None],
+    now: float,
+    yield_writer: bool,
+) -> tuple[list[Written], int]:
+    """Resolve, decide and write small tasks in acceptance order (`recalled`: seq -> recalled before its
+    dispatch); with `yield_writer`, stop after any task when other units of work wait for the writer.
 
     The facts of every task (users, daily counts, same-content owners, minute counts) are read in a
     few set-wise statements up front; a `Ledger` carries each task's deliveries into the facts the next
     one sees, so the rules fall exactly where one transaction per task would put them.
     """
-    live = dispatch_sql.live_small_tasks(tx, [c.task.seq for c in contexts], owner)  # or ClaimLost
     userids = {c.task.seq: [str(u) for u in orjson.loads(c.task.userids)] for c in contexts}
     by_corp: dict[str, set[str]] = {}
     for c in contexts:
@@ -166,7 +184,7 @@ def dispatch_small(
     rows: list[delivery_sql.Row] = []
     finished: list[tuple[int, int, int, float, int]] = []
     for c in contexts:
-        if results and dispatch_sql.others_waiting(tx):
+        if yield_writer and results and dispatch_sql.others_waiting(tx):
             break
         task = c.task
         facts = ledger.facts(
@@ -179,7 +197,7 @@ def dispatch_small(
         )
         ledger.settle(task.agent_id, c.minute, facts)
         written = Written(task, True, len(batch), len(batch), [], {})
-        rows += _rows(task, 0, decisions, c.day, now, live[task.seq], written)
+        rows += _rows(task, 0, decisions, c.day, now, recalled[task.seq], written)
         delivered = facts.minute_count - before
         if delivered:
             spent.setdefault((task.agent_id, c.day, task.content_hash), task.seq)
@@ -240,3 +258,74 @@ def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: fl
     dispatch_sql.end_task(tx, task.seq, written.total, now)
     written.counts = dispatch_sql.task_counts(tx, task.seq)
     return written
+
+
+# -- deciding at acceptance --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecideTerms:
+    """What a task is decided under when its accepting transaction may decide it too: its app's limits
+    and visible range (None: the whole corp)."""
+
+    limits: AppLimits
+    visible: frozenset[str] | None
+
+
+AcceptItem = tuple[PreparedTask, Callable[[], float], DecideTerms | None]
+
+
+def accept_tasks(tx: Tx, items: list[AcceptItem]) -> list[tuple[int, int, Written | None]]:
+    """Record accepted tasks (`task_sql.insert_tasks`) and decide, in the same transaction, those that
+    came with terms and whose app has no earlier task unfinished: exactly what a dispatcher would decide
+    next for them, without the claim, the second transaction and the hand-over. Gives (seq, task_id,
+    what was written or None) per item, in order; a task not decided here waits for a dispatcher.
+
+    Deciding is undone alone if it raises (a fault of ours): the tasks are still accepted, and the
+    dispatcher ends any that cannot be decided (`dispatch_error`).
+    """
+    accepted_at = items[0][1]() if items else 0.0
+    placed = task_sql.insert_tasks_at(tx, [task for task, _, _ in items], accepted_at)
+    now_deciding = [
+        (seq, task_id, task, terms)
+        for (task, _, terms), (seq, task_id) in sorted(zip(items, placed, strict=True), key=lambda p: p[1][0])
+    ]
+    contexts = _decidable(tx, now_deciding, accepted_at)
+    written: dict[int, Written] = {}
+    if contexts:
+        visible = {c.task.agent_id or 0: terms.visible for c, terms in contexts}
+        tasks = [c for c, _ in contexts]
+        not_recalled = {c.task.seq: False for c in tasks}
+        try:
+            with savepoint(tx, "decide_accepted"):
+                results, _ = _decide_small(tx, tasks, not_recalled, visible, accepted_at, yield_writer=False)
+        except Exception:
+            log.exception(
+                "tasks %s could not be decided as they were accepted; a dispatcher takes them",
+                ", ".join(str(c.task.task_id) for c in tasks),
+            )
+        else:
+            written = {w.task.seq: w for w in results}
+    return [(seq, task_id, written.get(seq)) for seq, task_id in placed]
+
+
+def _decidable(
+    tx: Tx, accepted: list[tuple[int, int, PreparedTask, DecideTerms | None]], accepted_at: float
+) -> list[tuple[TaskContext, DecideTerms]]:
+    """Of tasks just accepted (in seq order), those decided now: with terms, of an app with no earlier
+    unfinished task and no earlier task of this group left to a dispatcher."""
+    if not any(terms for _, _, _, terms in accepted):
+        return []
+    first = accepted[0][0]
+    day, minute = dingtalk_day(accepted_at), calendar_minute(accepted_at)
+    waiting: dict[int | None, bool] = {}
+    chosen: list[tuple[TaskContext, DecideTerms]] = []
+    for seq, task_id, task, terms in accepted:
+        agent_id = task.agent_id
+        if agent_id not in waiting:
+            waiting[agent_id] = agent_id is None or dispatch_sql.app_waits(tx, agent_id, first)
+        if terms is None or waiting[agent_id]:
+            waiting[agent_id] = True  # this app's later tasks wait behind this one
+            continue
+        chosen.append((TaskContext(task.row(seq, task_id, accepted_at), terms.limits, day, minute), terms))
+    return chosen

@@ -33,19 +33,21 @@ from typing import Any
 
 import orjson
 
+from dingbox import logs
 from dingbox.clock import calendar_minute, dingtalk_day
 from dingbox.dispatch import units
-from dingbox.dispatch.units import TaskContext, Written
+from dingbox.dispatch.units import DecideTerms, TaskContext, Written
 from dingbox.runtime import Runtime
 from dingbox.store import claim_sql, dispatch_sql
 from dingbox.store.claim_sql import ClaimLost
-from dingbox.store.task_sql import TaskRow
+from dingbox.store.task_sql import NewTask, TaskRow
 
 log = logging.getLogger("dingbox.dispatch")
 POLL_SECONDS = 0.5
 RETRY_SECONDS = 1.0  # after a store failure
 CLAIM_LIMIT = 1000  # tasks claimed at once
 SWEEP_SECONDS = 1.0  # between two looks for the claims of dead processes, on a shared store
+ACCEPT_DECIDES = 100  # most userids of a task decided in its accepting transaction (a send's usual size)
 
 
 class Dispatcher:
@@ -60,6 +62,38 @@ class Dispatcher:
     def wake(self) -> None:
         for wake in self._wakes:
             wake.set()
+
+    # -- tasks decided as they are accepted -------------------------------------------------------
+
+    async def terms(self, task: NewTask) -> DecideTerms | None:
+        """The terms a task is decided under in its accepting transaction, or None when it waits for a
+        loop: when this process dispatches nothing, shares its store (claims keep the order across
+        processes), delays or paces dispatch (`--dispatch-delay`, `--batch-pause`: the task must be
+        seen waiting), or the task is not a short list of userids (`ACCEPT_DECIDES`)."""
+        settings = self.rt.settings
+        if (
+            not self.loops
+            or self._stop.is_set()
+            or self.rt.store.shared
+            or settings.dispatch_delay > 0
+            or settings.batch_pause
+            or task.dept_ids
+            or task.to_all_user
+            or not 0 < len(task.userids) <= min(ACCEPT_DECIDES, settings.batch_size)
+        ):
+            return None
+        limits = self.rt.task_limits(
+            task.agent_id, task.app_type == "isv", template=task.source == "template"
+        )
+        visible = await self.rt.visible_users(self.rt.directory.apps.get(task.agent_id or 0))
+        return DecideTerms(limits, visible)
+
+    def accepted(self, written: Written | None) -> None:
+        """After an accept commits: publish what it decided, or wake a loop for the task."""
+        if written is None:
+            self.wake()
+        else:
+            self._publish(written)
 
     def start(self) -> None:
         for n in range(self.loops):
@@ -362,7 +396,8 @@ class Dispatcher:
             )
             return
         events.publish("task.finished", task.corp_id, counts=written.counts, **common)
-        log.info(
+        logs.info(
+            log,
             "task %s of app %s dispatched: %d recipients, %s",
             task.task_id,
             task.agent_id,

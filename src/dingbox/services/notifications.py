@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from dingbox import errors
+from dingbox import errors, logs
+from dingbox.dispatch import units
 from dingbox.domain.directory import AppInfo, Principal
 from dingbox.domain.limits import AppLimits
 from dingbox.domain.messages import _status_bar as validate_status_bar
@@ -46,10 +46,27 @@ class SendResult:
     forbidden_list: list[dict[str, Any]]
 
 
+class AcceptedTasks(Protocol):
+    """Who learns of accepted tasks (the dispatcher): the terms a task may be decided under in its
+    accepting transaction, then what that decided, or None for a task left to its loops."""
+
+    async def terms(self, task: NewTask) -> units.DecideTerms | None: ...
+
+    def accepted(self, written: units.Written | None) -> None: ...
+
+
+class _NoDispatcher:
+    async def terms(self, task: NewTask) -> units.DecideTerms | None:
+        return None
+
+    def accepted(self, written: units.Written | None) -> None:
+        pass
+
+
 class NotificationService:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.on_accept: Callable[[], None] = lambda: None
+        self.dispatcher: AcceptedTasks = _NoDispatcher()
 
     # -- accepting ------------------------------------------------------------------------------
 
@@ -106,14 +123,18 @@ class NotificationService:
         return await self.accept(task)
 
     async def accept(self, task: NewTask) -> AcceptedTask:
-        """Store a task with the virtual time of the accepting transaction, then wake a dispatcher."""
+        """Store a task with the virtual time of the accepting transaction, deciding it there too when
+        the dispatcher gives terms (`units.accept_tasks`); then publish, or wake a dispatcher."""
         prepared = task_sql.PreparedTask.of(task)
-        seq, task_id = await self.rt.store.write_batched(task_sql.insert_tasks, (prepared, self.rt.clock.now))
+        terms = await self.dispatcher.terms(task)
+        seq, task_id, written = await self.rt.store.write_batched(
+            units.accept_tasks, (prepared, self.rt.clock.now, terms)
+        )
         self.rt.events.publish(
             "task.accepted", task.corp_id, task_id=task_id, source=task.source, agent_id=task.agent_id
         )
-        self.on_accept()
-        log.info(
+        logs.info(
+            log,
             "task %d accepted: agent_id=%s corp=%s source=%s userids=%d depts=%d to_all=%s",
             task_id,
             task.agent_id,
@@ -123,6 +144,7 @@ class NotificationService:
             len(task.dept_ids),
             task.to_all_user,
         )
+        self.dispatcher.accepted(written)
         return AcceptedTask(seq, task_id)
 
     # -- reading back ---------------------------------------------------------------------------

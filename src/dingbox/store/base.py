@@ -13,7 +13,8 @@ from __future__ import annotations
 import abc
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
@@ -127,6 +128,19 @@ class Store(abc.ABC):
     def is_failure(self, exc: BaseException) -> bool:
         """Whether an exception says the store itself cannot work right now (disk full, connection
         lost), as opposed to a fault of one unit of work."""
+
+
+@contextmanager
+def savepoint(tx: Tx, name: str) -> Iterator[None]:
+    """Part of a unit of work that is undone alone when it raises (the exception goes on)."""
+    tx.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        tx.execute(f"ROLLBACK TO {name}")
+        tx.execute(f"RELEASE {name}")
+        raise
+    tx.execute(f"RELEASE {name}")
 
 
 def placeholders(n: int) -> str:

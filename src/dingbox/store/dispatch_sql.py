@@ -264,6 +264,15 @@ def live_small_tasks(tx: Tx, seqs: Sequence[int], owner: str) -> dict[int, bool]
     return {seq: state.recalled_at is not None for seq, state in held.items()}
 
 
+def app_waits(tx: Tx, agent_id: int, below_seq: int) -> bool:
+    """Whether an app has an unfinished task accepted before `below_seq` (one seek of
+    `tasks_agent_pending`): a task accepted after it must wait for it."""
+    row = tx.one(
+        "SELECT 1 FROM tasks WHERE status < 2 AND agent_id = ? AND seq < ? LIMIT 1", (agent_id, below_seq)
+    )
+    return row is not None
+
+
 def finish_small_tasks(tx: Tx, finished: Sequence[tuple[int, int, int, float, int]]) -> None:
     """(recipients, recipients, delivered, finished_at, seq) of small tasks decided whole."""
     tx.executemany(

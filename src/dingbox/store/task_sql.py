@@ -135,6 +135,13 @@ class PreparedTask:
         agent_id: int | None = self.columns[2]
         return agent_id
 
+    def row(self, seq: int, task_id: int, accepted_at: float) -> TaskRow:
+        """The task as `insert_tasks` stored it, without reading it back."""
+        make: Callable[..., TaskRow] = TaskRow  # mypy cannot count the columns' tuple
+        return make(
+            seq, task_id, *self.columns, accepted_at, self.not_before, 0, None, 0, 0, "[]", None, None, None
+        )
+
     def params(self, task_id: int, accepted_at: float) -> tuple[Any, ...]:
         return (task_id, *self.columns, accepted_at, self.not_before)
 
@@ -149,16 +156,20 @@ def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) 
     (`accept_gate`): a claim of an app waits for them, so a task that draws a lower `seq` but commits
     later is never overtaken by its app's next task (`claim_sql`).
     """
+    return insert_tasks_at(tx, [task for task, _ in items], items[0][1]() if items else 0.0)
+
+
+def insert_tasks_at(tx: Tx, tasks: list[PreparedTask], accepted_at: float) -> list[tuple[int, int]]:
+    """`insert_tasks` with the acceptance time given."""
     gate = tx.sql("accept_gate")
     if gate:
-        apps = sorted({task.agent_id for task, _ in items if task.agent_id is not None})
+        apps = sorted({task.agent_id for task in tasks if task.agent_id is not None})
         if apps:
             tx.execute(gate, (apps,))
-    accepted_at = items[0][1]() if items else 0.0
     results: list[tuple[int, int]] = []
-    for start in range(0, len(items), _ROWS_PER_INSERT):
-        chunk = [task for task, _ in items[start : start + _ROWS_PER_INSERT]]
-        task_ids = [ids.task_id() for _ in chunk]
+    for start in range(0, len(tasks), _ROWS_PER_INSERT):
+        chunk = tasks[start : start + _ROWS_PER_INSERT]
+        task_ids = ids.task_ids(len(chunk))
         params = [
             p
             for task, task_id in zip(chunk, task_ids, strict=True)
