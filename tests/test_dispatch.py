@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 import requests
 
 from support import MESSAGES, Client, ServerProcess, store_sql
@@ -84,13 +85,28 @@ def expected(sends: list[tuple[str, str]], daily_cap: int | None, minute_cap: in
     return outcomes
 
 
+DETOUR = 97  # every 97th send also names a department that does not exist: a task for the loops
+
+
+@pytest.mark.parametrize(
+    "serve_args",
+    [
+        pytest.param((), id="decided-as-accepted"),
+        pytest.param(("--dispatch-delay", "0.05"), id="decided-by-the-loops"),
+    ],
+)
 def test_a_burst_of_5000_small_tasks_is_delivered_in_order_with_every_rule_exact(
-    start_server: Any,
+    start_server: Any, serve_args: tuple[str, ...]
 ) -> None:
     """5,000 one-recipient tasks from two apps, sent as fast as two clients can: each app's tasks are
     decided in acceptance order, and the daily cap, the minute cap, the same-content rule, unknown and
-    inactive users fall exactly where one-at-a-time decisions would put them."""
-    server: ServerProcess = start_server("--test-controls")
+    inactive users fall exactly where one-at-a-time decisions would put them.
+
+    By default most are decided in their accepting transaction, and every 97th (a department list)
+    goes to the dispatcher loops, so the app's next tasks wait for it there and the accepting
+    transactions take over again after it; with a dispatch delay the loops decide them all, in groups.
+    A department that does not exist changes no recipient, so the one-at-a-time model stands."""
+    server: ServerProcess = start_server("--test-controls", *serve_args)
     c = Client(server.url)
     assert c.load_org(burst_org()).status_code == 200
     c.freeze(NOW)  # one DingTalk day and one calendar minute for the whole burst
@@ -101,12 +117,14 @@ def test_a_burst_of_5000_small_tasks_is_delivered_in_order_with_every_rule_exact
         http = requests.Session()
         token = c.token(f"key-{agent_id}", f"secret-{agent_id}")
         ids = []
-        for userid, content in plans[agent_id]:
+        for n, (userid, content) in enumerate(plans[agent_id]):
             body = {
                 "agent_id": agent_id,
                 "userid_list": userid,
                 "msg": {"msgtype": "text", "text": {"content": content}},
             }
+            if n % DETOUR == DETOUR - 1:
+                body["dept_id_list"] = "999"
             answer = http.post(
                 f"{c.base}{MESSAGES}asyncsend_v2", params={"access_token": token}, json=body
             ).json()
@@ -144,6 +162,39 @@ def test_a_burst_of_5000_small_tasks_is_delivered_in_order_with_every_rule_exact
     # the rules were all crossed, not just the easy path
     assert {"daily_cap", "duplicate_content", "invalid_user", "inactive_user"} <= set(got[CAPPED])
     assert {"minute_cap", "duplicate_content"} <= set(got[PACED])
+
+
+@pytest.mark.sqlite_only  # on a shared store claims keep the order across processes: the loops decide
+def test_a_small_send_is_decided_before_its_task_id_is_returned(start_server: Any) -> None:
+    """With the dispatcher on and nothing of its app waiting, a send of a few userids is decided in
+    the transaction that accepts it: its progress and result are final at once, with no waiting."""
+    server: ServerProcess = start_server("--log-level", "info")
+    c = Client(server.url)
+    token = c.token()
+    task_id = c.send(token, userid_list="alice,dave,carol")["task_id"]
+    progress = c.oapi(MESSAGES + "getsendprogress", {"agent_id": 1001, "task_id": task_id}, token)
+    assert progress["progress"] == {"progress_in_percent": 100, "status": 2}
+    result = c.result(token, task_id)
+    assert (result["unread_user_id_list"], result["invalid_user_id_list"]) == (["alice"], ["dave"])
+    assert result["failed_user_id_list"] == ["carol"]
+    server.stop()
+    lines = [line.split(" ", 2)[2].strip() for line in server.output if f"task {task_id} " in line]
+    assert lines == [
+        f"INFO dingbox.notifications: task {task_id} accepted: agent_id=1001 corp=dingdemo"
+        " source=work_notification userids=3 depts=0 to_all=False",
+        f"INFO dingbox.dispatch: task {task_id} of app 1001 dispatched: 3 recipients, 1 delivered,"
+        " 1 failed, 1 invalid",
+    ]
+
+
+def test_without_dispatchers_a_send_waits_for_one(start_server: Any) -> None:
+    """`--dispatchers 0` accepts only: a send stays pending, as on a process that only accepts."""
+    server: ServerProcess = start_server("--dispatchers", "0")
+    c = Client(server.url)
+    token = c.token()
+    task_id = c.send(token, userid_list="alice")["task_id"]
+    progress = c.oapi(MESSAGES + "getsendprogress", {"agent_id": 1001, "task_id": task_id}, token)
+    assert progress["progress"] == {"progress_in_percent": 0, "status": 0}
 
 
 def test_tasks_that_cannot_be_decided_end_and_never_hold_their_app_back(start_server: Any) -> None:

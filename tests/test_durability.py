@@ -6,10 +6,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from dingbox.store import open_store
+from dingbox.store.base import Tx
+from dingbox.store.sqlite.backend import WAL_RESTART_FRAMES, SQLiteStore
 from support import DEMO_AGENT, MESSAGES, Client, ServerProcess, make_org, store_sql, text
 
 BIG = 20_000
@@ -172,3 +176,48 @@ def test_send_returns_before_its_fan_out(start_server: Callable[..., ServerProce
 
     assert (answer["errcode"], task["status"], task["counts"]) == (0, 2, {"delivered": BIG})
     assert accept_time < fan_out_time / 5
+
+
+def test_the_wal_is_restarted_under_writes_that_never_pause(tmp_path: Path) -> None:
+    """Commits that never leave the checkpointer a moment to catch up (four threads writing back to
+    back, a fifth reading, as under wrk): the WAL is still restarted and stays near its threshold
+    (`WAL_RESTART_FRAMES`, about 41 MB). It used to grow by every commit's pages, without end."""
+    store = open_store(f"sqlite:///{tmp_path / 'wal.db'}")
+    assert isinstance(store, SQLiteStore)
+    wal = tmp_path / "wal.db-wal"
+    frame = 4096 + 24
+    written = 5 * WAL_RESTART_FRAMES * frame  # five times the threshold
+    stop = threading.Event()
+    largest = 0
+
+    def put(tx: Tx, key: str) -> None:  # two pages a commit: a row larger than one
+        tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, "x" * 5000))
+
+    def write(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            store.write_sync(put, f"w{worker}-{n}")
+            n += 1
+
+    def read() -> None:
+        while not stop.is_set():
+            store.read_sync(lambda tx: tx.one("SELECT COUNT(*) FROM meta"))
+
+    try:
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            running = [pool.submit(write, w) for w in range(4)] + [pool.submit(read)]
+            deadline = time.monotonic() + 120
+            total = 0
+            while total < written and time.monotonic() < deadline:
+                time.sleep(0.01)
+                size = wal.stat().st_size
+                largest = max(largest, size)
+                total = store.read_sync(lambda tx: tx.one("SELECT COUNT(*) FROM meta"))[0] * 2 * frame
+            stop.set()
+            for future in running:
+                future.result()
+    finally:
+        stop.set()
+        store.close()
+    assert total >= written, "the writers were too slow to show anything"
+    assert largest <= 2 * WAL_RESTART_FRAMES * frame, f"the WAL reached {largest / 1e6:.0f} MB"
