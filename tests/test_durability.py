@@ -181,12 +181,13 @@ def test_send_returns_before_its_fan_out(start_server: Callable[..., ServerProce
 def test_the_wal_is_restarted_under_writes_that_never_pause(tmp_path: Path) -> None:
     """Commits that never leave the checkpointer a moment to catch up (four threads writing back to
     back, a fifth reading, as under wrk): the WAL is still restarted and stays near its threshold
-    (`WAL_RESTART_FRAMES`, about 41 MB). It used to grow by every commit's pages, without end."""
+    (`WAL_RESTART_FRAMES`, about 41 MB, plus what commits add during a checkpoint pass and its
+    pause). It used to grow by every commit's pages, without end."""
     store = open_store(f"sqlite:///{tmp_path / 'wal.db'}")
     assert isinstance(store, SQLiteStore)
     wal = tmp_path / "wal.db-wal"
     frame = 4096 + 24
-    written = 5 * WAL_RESTART_FRAMES * frame  # five times the threshold
+    written = 8 * WAL_RESTART_FRAMES * frame  # eight times the threshold
     stop = threading.Event()
     largest = 0
 
@@ -220,4 +221,4 @@ def test_the_wal_is_restarted_under_writes_that_never_pause(tmp_path: Path) -> N
         stop.set()
         store.close()
     assert total >= written, "the writers were too slow to show anything"
-    assert largest <= 2 * WAL_RESTART_FRAMES * frame, f"the WAL reached {largest / 1e6:.0f} MB"
+    assert largest <= 3 * WAL_RESTART_FRAMES * frame, f"the WAL reached {largest / 1e6:.0f} MB"

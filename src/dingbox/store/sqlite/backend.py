@@ -191,6 +191,13 @@ class _Checkpointer:
 
     def __init__(self, path: Path, synchronous: str) -> None:
         self._path, self._synchronous = path, synchronous
+        # Only a writer restarts the WAL, and only once every frame is copied; under a steady load
+        # some commit always lands during the checkpointer's pass or pause, and the WAL grew without
+        # end (65 MB/s under the accept benchmark, each write into new file blocks the kernel zeroes
+        # first). Once a pass has copied most of a WAL this large, the writer copies the few frames
+        # committed since after each group (`restart_wal`) until its next commit could start the WAL
+        # from the beginning, and did: the next pass finds it small.
+        self.restart_due = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dingbox-sqlite-checkpoint", daemon=True)
@@ -214,6 +221,7 @@ class _Checkpointer:
                 self._wake.clear()
                 try:
                     busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.restart_due = frames >= WAL_RESTART_FRAMES
                     log.debug(
                         "checkpoint of %s: %d of %d WAL frames in the database", self._path, copied, frames
                     )
@@ -251,13 +259,8 @@ class SQLiteStore(Store):
         try:
             self._writer_conn = _connect(self.path, synchronous)
             self._writer_conn.execute("PRAGMA journal_mode = WAL")
-            # The checkpointer thread copies the WAL back, so commits rarely wait for a checkpoint. But
-            # only a writer restarts the WAL, and only once every frame is copied: under a steady
-            # load a commit always lands between the checkpointer's passes, and the WAL grew without
-            # end (65 MB/s under the accept benchmark, each write into new file blocks the kernel
-            # zeroes first). Past this many frames (about 40 MB) a commit copies what the
-            # checkpointer has not (little: it keeps up), so the next one restarts the WAL.
-            self._writer_conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_RESTART_FRAMES}")
+            # the checkpointer thread copies the WAL back, so no commit waits for a checkpoint
+            self._writer_conn.execute("PRAGMA wal_autocheckpoint = 0")
             # the WAL grows to the largest burst written without a pause (a fan-out); once it is
             # restarted, give the disk back beyond 64 MiB
             self._writer_conn.execute("PRAGMA journal_size_limit = 67108864")
@@ -333,6 +336,20 @@ class SQLiteStore(Store):
                 self._answer(jobs, StoreError(f"the store failed: {exc}"))
             if stop_after:
                 return
+            if self._checkpointer.restart_due:  # after the group's answers: nobody waits for this
+                self._restart_wal(conn)
+
+    def _restart_wal(self, conn: sqlite3.Connection) -> None:
+        """Copy the frames committed since the checkpointer's last pass, so that the next commit
+        restarts the WAL (see `_Checkpointer.restart_due`); while a reader on an older snapshot or
+        the checkpointer holds some back, try again after the next group."""
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # a failing disk: the next commit reports it
+            log.debug("checkpoint of %s by the writer failed: %s", self.path, exc)
+            return
+        if not busy and copied == frames:
+            self._checkpointer.restart_due = False
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:
