@@ -164,16 +164,22 @@ def test_a_burst_of_5000_small_tasks_is_delivered_in_order_with_every_rule_exact
     assert {"minute_cap", "duplicate_content"} <= set(got[PACED])
 
 
+def send_and_look(server: ServerProcess, userids: str) -> tuple[Client, str, int, dict[str, int]]:
+    """(client, token, task_id, progress) of a send, its progress asked the moment it is accepted."""
+    c = Client(server.url)
+    token = c.token()
+    task_id = c.send(token, userid_list=userids)["task_id"]
+    progress = c.oapi(MESSAGES + "getsendprogress", {"agent_id": 1001, "task_id": task_id}, token)
+    return c, token, task_id, progress["progress"]
+
+
 @pytest.mark.sqlite_only  # on a shared store claims keep the order across processes: the loops decide
 def test_a_small_send_is_decided_before_its_task_id_is_returned(start_server: Any) -> None:
     """With the dispatcher on and nothing of its app waiting, a send of a few userids is decided in
     the transaction that accepts it: its progress and result are final at once, with no waiting."""
     server: ServerProcess = start_server("--log-level", "info")
-    c = Client(server.url)
-    token = c.token()
-    task_id = c.send(token, userid_list="alice,dave,carol")["task_id"]
-    progress = c.oapi(MESSAGES + "getsendprogress", {"agent_id": 1001, "task_id": task_id}, token)
-    assert progress["progress"] == {"progress_in_percent": 100, "status": 2}
+    c, token, task_id, progress = send_and_look(server, "alice,dave,carol")
+    assert progress == {"progress_in_percent": 100, "status": 2}
     result = c.result(token, task_id)
     assert (result["unread_user_id_list"], result["invalid_user_id_list"]) == (["alice"], ["dave"])
     assert result["failed_user_id_list"] == ["carol"]
@@ -190,11 +196,7 @@ def test_a_small_send_is_decided_before_its_task_id_is_returned(start_server: An
 def test_without_dispatchers_a_send_waits_for_one(start_server: Any) -> None:
     """`--dispatchers 0` accepts only: a send stays pending, as on a process that only accepts."""
     server: ServerProcess = start_server("--dispatchers", "0")
-    c = Client(server.url)
-    token = c.token()
-    task_id = c.send(token, userid_list="alice")["task_id"]
-    progress = c.oapi(MESSAGES + "getsendprogress", {"agent_id": 1001, "task_id": task_id}, token)
-    assert progress["progress"] == {"progress_in_percent": 0, "status": 0}
+    assert send_and_look(server, "alice")[3] == {"progress_in_percent": 0, "status": 0}
 
 
 def test_tasks_that_cannot_be_decided_end_and_never_hold_their_app_back(start_server: Any) -> None:
