@@ -184,7 +184,13 @@ def inbox_page(
 
 def mark_read(tx: Tx, message_id: int, now: float) -> tuple[MessageRow | None, bool]:
     """Set read_at once (idempotent) and count it on the task; the caller checks recall before asking.
-    Gives the message and whether this call read it."""
+    Gives the message and whether this call read it.
+
+    The task's row is locked before the delivery's, as a recall locks them: the other order deadlocked
+    against a recall on PostgreSQL (resolved only by its deadlock check, a second later)."""
+    lock = tx.sql("lock_task")
+    if lock:
+        tx.execute(lock, (message_id >> POS_BITS,))
     changed = tx.execute(
         "UPDATE deliveries SET read_at = ? WHERE id = ? AND outcome = 0 AND read_at IS NULL AND recalled = 0",
         (now, message_id),

@@ -12,6 +12,9 @@ STATEMENTS = {
     "robot_minute_lock": "SELECT pg_advisory_xact_lock(hashtext(?))",
     "accept_gate": "SELECT " + _APP_LOCK.format(fn="pg_advisory_xact_lock_shared"),
     "claim_gate": "SELECT " + _APP_LOCK.format(fn="pg_advisory_xact_lock"),
+    # A task's row before its deliveries' (marking one read): the order recall and dispatch take
+    # them in, so two of them never wait for each other.
+    "lock_task": "SELECT 1 FROM tasks WHERE seq = ? FOR UPDATE",
     # Candidate tasks of a claim: rows another claim has locked are skipped, not waited for.
     "claim_rows": (
         "SELECT {columns} FROM tasks WHERE seq IN ({marks}) AND claimed_by IS NULL AND status < 2"

@@ -10,6 +10,7 @@ STATEMENTS = {
     # never overlap and no row needs locking, so there is no gate (an empty statement is not run),
     # and no other process's claims to release.
     "accept_gate": "",
+    "lock_task": "",  # one writer: nothing runs beside a unit of work
     "claim_gate": "",
     "claim_rows": "SELECT {columns} FROM tasks WHERE seq IN ({marks}) AND claimed_by IS NULL AND status < 2",
     "hold_tasks": (
