@@ -9,7 +9,7 @@
 2. dispatch: one-recipient tasks (each its own content) inserted in one transaction, then
    `dingbox dispatch` processes started on them: 1 process × 1 loop, 2 × 1, 2 × 2. Rate: tasks
    decided between the first and the last finish over the time between them.
-3. accept gate: the accept unit of work (`task_sql.insert_tasks` of one task) one after another,
+3. accept gate: the accept unit of work (`units.accept_tasks` of one task) one after another,
    with the app's advisory lock (`accept_gate`) and without it, in alternating rounds: what the gate
    costs an accept.
 4. wake-up: a one-recipient send to a `serve` that does not dispatch, until `GET /api/v1/tasks/{id}?wait`
@@ -44,9 +44,10 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from dingbox.dispatch import units
 from dingbox.domain.messages import canonical_json, content_hash
 from dingbox.services.org import load_document_tx
-from dingbox.store import claim_sql, task_sql
+from dingbox.store import claim_sql
 from dingbox.store.postgres import PostgresStore
 from dingbox.store.postgres import statements as pg_statements
 from dingbox.store.task_sql import NewTask, PreparedTask
@@ -100,8 +101,8 @@ def new_task(n: int, apps: int, tag: str) -> PreparedTask:
 
 def add_tasks(store: PostgresStore, count: int, apps: int, tag: str) -> None:
     """`count` tasks, committed together."""
-    items = [(new_task(n, apps, tag), time.time) for n in range(count)]
-    store.write_sync(task_sql.insert_tasks, items)
+    items: list[units.AcceptItem] = [(new_task(n, apps, tag), time.time, None) for n in range(count)]
+    store.write_sync(units.accept_tasks, items)
 
 
 def pending(url: str) -> int:
@@ -227,7 +228,7 @@ def accepts_per_second(store: PostgresStore, count: int, apps: int) -> float:
     items = [new_task(n, apps, f"accept {uuid.uuid4().hex[:6]}") for n in range(count)]
     t0 = time.perf_counter()
     for item in items:
-        store.write_sync(task_sql.insert_tasks, [(item, time.time)])
+        store.write_sync(units.accept_tasks, [(item, time.time, None)])
     return count / (time.perf_counter() - t0)
 
 

@@ -285,7 +285,7 @@ def accept_tasks(tx: Tx, items: list[AcceptItem]) -> list[tuple[int, int, Writte
     dispatcher ends any that cannot be decided (`dispatch_error`).
     """
     accepted_at = items[0][1]() if items else 0.0
-    placed = task_sql.insert_tasks_at(tx, [task for task, _, _ in items], accepted_at)
+    placed = task_sql.insert_tasks(tx, [task for task, _, _ in items], accepted_at)
     now_deciding = [
         (seq, task_id, task, terms)
         for (task, _, terms), (seq, task_id) in sorted(zip(items, placed, strict=True), key=lambda p: p[1][0])

@@ -37,6 +37,7 @@ from dingbox import logs
 from dingbox.clock import calendar_minute, dingtalk_day
 from dingbox.dispatch import units
 from dingbox.dispatch.units import DecideTerms, TaskContext, Written
+from dingbox.domain.limits import AppLimits
 from dingbox.runtime import Runtime
 from dingbox.store import claim_sql, dispatch_sql
 from dingbox.store.claim_sql import ClaimLost
@@ -82,11 +83,8 @@ class Dispatcher:
             or not 0 < len(task.userids) <= min(ACCEPT_DECIDES, settings.batch_size)
         ):
             return None
-        limits = self.rt.task_limits(
-            task.agent_id, task.app_type == "isv", template=task.source == "template"
-        )
-        visible = await self.rt.visible_users(self.rt.directory.apps.get(task.agent_id or 0))
-        return DecideTerms(limits, visible)
+        limits = self._limits(task.agent_id, task.app_type == "isv", task.source)
+        return DecideTerms(limits, await self._visible(task.agent_id))
 
     def accepted(self, written: Written | None) -> None:
         """After an accept commits: publish what it decided, or wake a loop for the task."""
@@ -270,10 +268,8 @@ class Dispatcher:
 
     async def _visible_sets(self, tasks: Sequence[TaskRow]) -> dict[int, frozenset[str] | None]:
         """The visible range of each app among `tasks`, as a set of userids (None: the whole corp)."""
-        apps = self.rt.directory.apps
         return {
-            agent_id: await self.rt.visible_users(apps.get(agent_id))
-            for agent_id in {task.agent_id or 0 for task in tasks}
+            agent_id: await self._visible(agent_id) for agent_id in {task.agent_id or 0 for task in tasks}
         }
 
     # -- large tasks: resolved once, written batch by batch -----------------------------------------
@@ -287,7 +283,7 @@ class Dispatcher:
             _json_list(task.dept_ids),
             bool(task.to_all_user),
         )
-        visible = await self.rt.visible_users(self.rt.directory.apps.get(task.agent_id or 0))
+        visible = await self._visible(task.agent_id)
         recipients = plan.recipients
         if len(recipients) > units.MAX_POSITION:  # message ids hold the position in POS_BITS bits
             log.warning(
@@ -378,12 +374,16 @@ class Dispatcher:
     # -- shared -------------------------------------------------------------------------------------
 
     def _context(self, task: TaskRow) -> TaskContext:
-        return TaskContext(
-            task,
-            self.rt.task_limits(task.agent_id, task.is_isv, template=task.source == "template"),
-            dingtalk_day(task.accepted_at),
-            calendar_minute(task.accepted_at),
-        )
+        limits = self._limits(task.agent_id, task.is_isv, task.source)
+        return TaskContext(task, limits, dingtalk_day(task.accepted_at), calendar_minute(task.accepted_at))
+
+    def _limits(self, agent_id: int | None, is_isv: bool, source: str) -> AppLimits:
+        """The limits a task of this app and source is decided under (templates have their own)."""
+        return self.rt.task_limits(agent_id, is_isv, template=source == "template")
+
+    async def _visible(self, agent_id: int | None) -> frozenset[str] | None:
+        """The userids of an app's visible range (None: the whole corp, or an app the org lost)."""
+        return await self.rt.visible_users(self.rt.directory.apps.get(agent_id or 0))
 
     def _publish(self, written: Written) -> None:
         task, events = written.task, self.rt.events

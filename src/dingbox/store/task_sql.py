@@ -146,21 +146,17 @@ class PreparedTask:
         return (task_id, *self.columns, accepted_at, self.not_before)
 
 
-def insert_tasks(tx: Tx, items: list[tuple[PreparedTask, Callable[[], float]]]) -> list[tuple[int, int]]:
-    """Record accepted tasks, many per statement; each gets the virtual time of this transaction.
+def insert_tasks(tx: Tx, tasks: list[PreparedTask], accepted_at: float) -> list[tuple[int, int]]:
+    """Record accepted tasks, many per statement, all with the acceptance time `accepted_at` (the
+    virtual time of this transaction).
 
-    Returns (seq, task_id) per item, in order. Tasks whose random task_id clashed with a stored one
-    are drawn again one by one.
+    Returns (seq, task_id) per task, in order. Tasks whose task_id clashed with a stored one are drawn
+    again one by one.
 
     Where accepts run beside claims (a shared store), the tasks' apps are held shared until the commit
     (`accept_gate`): a claim of an app waits for them, so a task that draws a lower `seq` but commits
     later is never overtaken by its app's next task (`claim_sql`).
     """
-    return insert_tasks_at(tx, [task for task, _ in items], items[0][1]() if items else 0.0)
-
-
-def insert_tasks_at(tx: Tx, tasks: list[PreparedTask], accepted_at: float) -> list[tuple[int, int]]:
-    """`insert_tasks` with the acceptance time given."""
     gate = tx.sql("accept_gate")
     if gate:
         apps = sorted({task.agent_id for task in tasks if task.agent_id is not None})
