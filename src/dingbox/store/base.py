@@ -143,5 +143,22 @@ def savepoint(tx: Tx, name: str) -> Iterator[None]:
     tx.execute(f"RELEASE {name}")
 
 
+CHUNK = 500  # bound parameters per IN list, well under every backend's limit
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`: one statement each, its IN list within the bound."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def lock(tx: Tx, name: str, params: Sequence[Any]) -> None:
+    """Run the backend's named locking statement; a backend whose one writer makes the lock needless
+    names it with an empty statement, which is not run."""
+    statement = tx.sql(name)
+    if statement:
+        tx.execute(statement, params)
+
+
 def placeholders(n: int) -> str:
     return ",".join("?" * n)

@@ -20,15 +20,12 @@ processes sharing the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
-from dingbox.store.base import Tx, placeholders
+from dingbox.store.base import Tx, chunks, placeholders
 from dingbox.store.task_sql import TASK_COLUMNS, TaskRow
 
-T = TypeVar("T")
-CHUNK = 500  # bound parameters per IN list, well under every backend's limit
 CLAIM_PAGE = 500  # pending tasks read per step of a claim, in acceptance order
 WINDOW_PAGES = 2  # pages a claim reads in acceptance order before it looks app by app
 
@@ -36,11 +33,6 @@ WINDOW_PAGES = 2  # pages a claim reads in acceptance order before it looks app 
 class ClaimLost(Exception):
     """A task a dispatcher claimed is no longer its own (taken over after its process looked dead, or
     deleted by a reset): the unit of work is rolled back, and the dispatcher claims afresh."""
-
-
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
 
 
 def owner_name(claimant: str, loop: int) -> str:
@@ -76,7 +68,7 @@ def claim_ready(tx: Tx, owner: str, now_real: float, limit: int) -> list[TaskRow
     gate = tx.sql("claim_gate")
     if gate and claimed:  # accepts and other claims run beside this one: wait for them, then look again
         claimed = _after_gate(tx, gate, claimed)
-    for chunk in _chunks([seq for seq, _ in claimed]):
+    for chunk in chunks([seq for seq, _ in claimed]):
         tx.execute(
             f"UPDATE tasks SET claimed_by = ?, claimed_at = ? WHERE seq IN ({placeholders(len(chunk))})",
             (owner, now_real, *chunk),
@@ -175,7 +167,7 @@ def _lock_candidates(tx: Tx, seqs: Sequence[int]) -> dict[int, TaskRow]:
     those another claim holds)."""
     rows: dict[int, TaskRow] = {}
     statement = tx.sql("claim_rows")
-    for chunk in _chunks(seqs):
+    for chunk in chunks(seqs):
         for row in tx.all(statement.format(columns=TASK_COLUMNS, marks=placeholders(len(chunk))), chunk):
             task = TaskRow(*row)
             rows[task.seq] = task
@@ -254,7 +246,7 @@ def hold(tx: Tx, seqs: Sequence[int], owner: str) -> dict[int, Held]:
     claimed by `owner`."""
     held: dict[int, Held] = {}
     statement = tx.sql("hold_tasks")
-    for chunk in _chunks(seqs):
+    for chunk in chunks(seqs):
         for seq, cursor, delivered, recalled_at, total in tx.all(
             statement.format(marks=placeholders(len(chunk))), (*chunk, owner)
         ):

@@ -10,26 +10,18 @@ daily count that the same index answers) commit together with the task's cursor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import orjson
 
 from dingbox.domain.org import ROOT_DEPT, Visibility
 from dingbox.domain.pipeline import RecipientRow
-from dingbox.store.base import Tx, placeholders
+from dingbox.store.base import Tx, chunks, placeholders
 from dingbox.store.claim_sql import ClaimLost, Held, hold
 from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range
 
-T = TypeVar("T")
-CHUNK = 500  # bound parameters per IN list, well under every backend's limit
 MAX_POSITION = (1 << POS_BITS) - 1  # positions a message id can hold
-
-
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
 
 
 # -- resolving ------------------------------------------------------------------------------------
@@ -71,7 +63,7 @@ def _split_dept_ids(tx: Tx, corp_id: str, dept_ids: Sequence[str]) -> tuple[list
     """(unknown ids, known ids), each listed once, as integers: accepting admits int64 decimal text only."""
     numbers = list(dict.fromkeys(int(raw) for raw in dept_ids))
     known: set[int] = set()
-    for chunk in _chunks(sorted(set(numbers))):
+    for chunk in chunks(sorted(set(numbers))):
         known.update(
             r[0]
             for r in tx.all(
@@ -141,7 +133,7 @@ def content_holders(tx: Tx, agent_id: int | None, day: int, hashes: Sequence[byt
     """content hash -> seq of the first task that delivered it for this app on this day, for the
     hashes some task delivered: one statement for a whole group's contents."""
     holders: dict[bytes, int] = {}
-    for chunk in _chunks(hashes):
+    for chunk in chunks(hashes):
         holders.update(
             (bytes(content), seq)
             for content, seq in tx.all(
@@ -160,7 +152,7 @@ def daily_facts(
     the `deliveries_dedup` index; the second is empty without a content hash."""
     daily: dict[str, int] = {}
     owners: dict[str, int] = {}
-    for chunk in _chunks(userids):
+    for chunk in chunks(userids):
         for userid, count, same_task in tx.all(
             "SELECT userid, COUNT(*), MAX(CASE WHEN content_hash = ? THEN task_seq END) FROM deliveries"
             f" WHERE agent_id = ? AND day = ? AND userid IN ({placeholders(len(chunk))})"
@@ -178,7 +170,7 @@ def content_owners(
 ) -> dict[str, int]:
     """userid -> seq of the task that delivered this content to them today, for one app."""
     owners: dict[str, int] = {}
-    for chunk in _chunks(userids):
+    for chunk in chunks(userids):
         owners.update(
             tx.all(
                 "SELECT userid, task_seq FROM deliveries WHERE agent_id = ? AND day = ? AND content_hash = ?"
@@ -197,7 +189,7 @@ def minute_count(tx: Tx, agent_id: int | None, minute: int) -> int:
 def users_active(tx: Tx, corp_id: str, userids: Sequence[str]) -> dict[str, bool]:
     """userid -> active, for the userids the corp has."""
     known: dict[str, bool] = {}
-    for chunk in _chunks(userids):
+    for chunk in chunks(userids):
         for userid, active in tx.all(
             f"SELECT userid, active FROM users WHERE corp_id = ? AND userid IN ({placeholders(len(chunk))})",
             (corp_id, *chunk),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dingbox.domain.identifiers import names_nothing
-from dingbox.store.base import Row, Tx
+from dingbox.store.base import Row, Tx, lock
 from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range, task_by_id
 
 MESSAGE_COLUMNS = (
@@ -188,9 +188,7 @@ def mark_read(tx: Tx, message_id: int, now: float) -> tuple[MessageRow | None, b
 
     The task's row is locked before the delivery's, as a recall locks them: the other order deadlocked
     against a recall on PostgreSQL (resolved only by its deadlock check, a second later)."""
-    lock = tx.sql("lock_task")
-    if lock:
-        tx.execute(lock, (message_id >> POS_BITS,))
+    lock(tx, "lock_task", (message_id >> POS_BITS,))
     changed = tx.execute(
         "UPDATE deliveries SET read_at = ? WHERE id = ? AND outcome = 0 AND read_at IS NULL AND recalled = 0",
         (now, message_id),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from dingbox.clock import dingtalk_day
 from dingbox.domain.pipeline import DecisionRow
 from dingbox.store import delivery_sql, task_sql
-from dingbox.store.base import Tx, placeholders
+from dingbox.store.base import Tx, lock, placeholders
 from dingbox.store.task_sql import TASK_COLUMNS, PreparedTask, TaskRow, delivery_range
 
 
@@ -55,7 +55,7 @@ def reached_in_minute(tx: Tx, robot_code: str, minute: int) -> int:
 
     The robot's sends are serialized until this transaction ends (`robot_minute_lock`: on a store
     several processes write at once), so two of them never both see room for one more."""
-    tx.one(tx.sql("robot_minute_lock"), (robot_code,))
+    lock(tx, "robot_minute_lock", (robot_code,))
     row = tx.one(
         "SELECT COALESCE(SUM(delivered), 0) FROM tasks WHERE source = 'robot' AND robot_code = ?"
         " AND accepted_at >= ? AND accepted_at < ?",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dingbox.clock import Clock, ClockState
 from dingbox.domain.directory import Directory
 from dingbox.store import org_sql, task_sql, token_sql
-from dingbox.store.base import Tx
+from dingbox.store.base import Tx, placeholders
 
 STATES = ("org", "clock", "reset")
 _KEYS = {f"generation:{state}": state for state in STATES}
@@ -35,7 +35,7 @@ def generations(tx: Tx) -> dict[str, int]:
     """Every state's stored generation (0: never changed)."""
     found = dict.fromkeys(STATES, 0)
     keys = tuple(_KEYS)
-    for key, value in tx.all("SELECT key, value FROM meta WHERE key IN (?, ?, ?)", keys):
+    for key, value in tx.all(f"SELECT key, value FROM meta WHERE key IN ({placeholders(len(keys))})", keys):
         found[_KEYS[key]] = int(value)
     return found
 

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from dingbox import ids
-from dingbox.store.base import Tx
+from dingbox.store.base import Tx, lock
 
 TASK_COLUMNS = (
     "seq, task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash, userids,"
@@ -157,11 +157,9 @@ def insert_tasks(tx: Tx, tasks: list[PreparedTask], accepted_at: float) -> list[
     (`accept_gate`): a claim of an app waits for them, so a task that draws a lower `seq` but commits
     later is never overtaken by its app's next task (`claim_sql`).
     """
-    gate = tx.sql("accept_gate")
-    if gate:
-        apps = sorted({task.agent_id for task in tasks if task.agent_id is not None})
-        if apps:
-            tx.execute(gate, (apps,))
+    apps = sorted({task.agent_id for task in tasks if task.agent_id is not None})
+    if apps:
+        lock(tx, "accept_gate", (apps,))
     results: list[tuple[int, int]] = []
     for start in range(0, len(tasks), _ROWS_PER_INSERT):
         chunk = tasks[start : start + _ROWS_PER_INSERT]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dingbox.params import MAX_INT64
-from dingbox.store.base import Row, Tx, placeholders
+from dingbox.store.base import Row, Tx, chunks, placeholders
 from dingbox.store.result_sql import MESSAGE_COLUMNS, MessageRow
 from dingbox.store.task_sql import delivery_range
 
@@ -140,8 +140,7 @@ def users(tx: Tx, corp_id: str, limit: int) -> list[Row]:
         (corp_id, limit),
     )
     counts: dict[str, tuple[int, int]] = {}
-    for start in range(0, len(people), 500):
-        chunk = [userid for userid, _, _ in people[start : start + 500]]
+    for chunk in chunks([userid for userid, _, _ in people]):
         counts.update(
             (userid, (unread or 0, total))
             for userid, unread, total in tx.all(

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import IsolationLevel
 from psycopg import errors as pg_errors
 from psycopg.rows import kwargs_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from dingbox.store.base import Row, Store, StoreError, Watch
 from dingbox.store.migrate import migrate_postgres
@@ -174,7 +174,7 @@ _FAILURE_CLASSES = ("08", "53", "57", "58", "XX")
 
 
 def store_failure(exc: BaseException) -> bool:
-    if isinstance(exc, StoreError | PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+    if isinstance(exc, StoreError | psycopg.OperationalError | psycopg.InterfaceError):  # PoolTimeout too
         return True
     state = getattr(exc, "sqlstate", None)
     return isinstance(state, str) and state[:2] in _FAILURE_CLASSES
@@ -403,10 +403,9 @@ class _Notifier:
             if bodies:
                 try:
                     with self._pool.connection() as conn, conn.transaction():
-                        cursor = conn.cursor()
-                        for body in bodies:
-                            cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, body))
-                except (psycopg.Error, PoolTimeout) as exc:  # local subscribers have it already
+                        # one pipelined round trip for them all, in order (psycopg's executemany)
+                        conn.cursor().executemany("SELECT pg_notify(%s, %s)", [(CHANNEL, b) for b in bodies])
+                except psycopg.Error as exc:  # (PoolTimeout is one) local subscribers have it already
                     log.warning("%d events not relayed: %s", len(bodies), _first_line(exc))
             if items[-1] is None:
                 return
@@ -426,7 +425,6 @@ class _Listener:
     ) -> None:
         self._url, self._instance, self._publish, self._watch = url, instance, publish, watch
         self._stop = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="dingbox-pg-listen", daemon=True)
         self._ready = threading.Event()
         self._thread.start()
@@ -440,7 +438,6 @@ class _Listener:
                 with psycopg.connect(
                     self._url, autocommit=True, connect_timeout=10, application_name=name
                 ) as conn:
-                    self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
                     reconnected, watch_at = True, 0.0

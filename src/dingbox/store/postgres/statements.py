@@ -9,7 +9,7 @@ _APP_LOCK = "{fn}(hashtextextended('dingbox app ' || k, 0)) FROM unnest(?::bigin
 STATEMENTS = {
     "list_aggregate": "string_agg({expr}, ',' ORDER BY id)",
     # Serializes one robot's batchSends for the rest of the transaction, across processes.
-    "robot_minute_lock": "SELECT pg_advisory_xact_lock(hashtext(?))",
+    "robot_minute_lock": "SELECT pg_advisory_xact_lock(hashtextextended('dingbox robot ' || ?, 0))",
     "accept_gate": "SELECT " + _APP_LOCK.format(fn="pg_advisory_xact_lock_shared"),
     "claim_gate": "SELECT " + _APP_LOCK.format(fn="pg_advisory_xact_lock"),
     # A task's row before its deliveries' (marking one read): the order recall and dispatch take

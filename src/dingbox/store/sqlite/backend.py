@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dingbox.store.base import Row, Store, StoreError, StoreLocked
+from dingbox.store.base import Row, Store, StoreError, StoreLocked, placeholders
 from dingbox.store.migrate import migrate_sqlite
 from dingbox.store.sqlite.statements import STATEMENTS
 
@@ -71,7 +71,7 @@ class SQLiteTx:
         return cls(**{column[0]: value for column, value in zip(cursor.description, row, strict=True)})
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        marks = ",".join("?" * len(columns))
+        marks = placeholders(len(columns))
         self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 

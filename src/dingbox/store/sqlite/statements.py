@@ -5,7 +5,7 @@ STATEMENTS = {
     # comes out in decision order without an ORDER BY.
     "list_aggregate": "group_concat({expr}, ',')",
     # One writer: the transaction that reads a robot's minute count is the only one writing.
-    "robot_minute_lock": "SELECT ?",
+    "robot_minute_lock": "",
     # One writer runs every unit of work in turn and one process owns the file: accepts and claims
     # never overlap and no row needs locking, so there is no gate (an empty statement is not run),
     # and no other process's claims to release.
