@@ -25,11 +25,13 @@ def task_ids(n: int) -> list[int]:
     pages an accepted and dispatched one-recipient task wrote). A clash with a stored id is possible
     and the store draws again (`task_sql.insert_tasks`).
     """
+    if n > 1 << (_TASK_ID_RANDOM_BITS - 1):  # a chunk of inserts is 40: room to draw distinct ones
+        raise ValueError(f"{n} task ids at once")
     base = (int(time.time() * 1000) - _TASK_ID_EPOCH_MS) << _TASK_ID_RANDOM_BITS
     drawn: set[int] = set()
     while len(drawn) < n:
         drawn.add(base | _fast.getrandbits(_TASK_ID_RANDOM_BITS))
-    return list(drawn)
+    return sorted(drawn)  # rising within the chunk too, as the index wants them
 
 
 def task_id() -> int:

@@ -16,7 +16,15 @@ import orjson
 
 from dingbox.clock import calendar_minute, dingtalk_day
 from dingbox.domain.limits import AppLimits
-from dingbox.domain.pipeline import BatchFacts, DecisionRow, Ledger, Outcome, RecipientRow, decide_batch
+from dingbox.domain.pipeline import (
+    OUTCOME_NAMES,
+    BatchFacts,
+    DecisionRow,
+    Ledger,
+    Outcome,
+    RecipientRow,
+    decide_batch,
+)
 from dingbox.store import delivery_sql, dispatch_sql, task_sql
 from dingbox.store.base import Tx, savepoint
 from dingbox.store.claim_sql import ClaimLost
@@ -26,7 +34,6 @@ log = logging.getLogger("dingbox.dispatch")
 
 MAX_POSITION = dispatch_sql.MAX_POSITION
 CHUNK_ROWS = 250  # recipients decided between two looks at whether others wait for the writer
-_OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ def _rows(
         task.seq, task.corp_id, task.agent_id, pos, decisions, day, task.content_hash, now, int(recalled)
     )
     written.delivered += delivered
-    for name, n in zip(_OUTCOME_NAMES, counts, strict=True):
+    for name, n in zip(OUTCOME_NAMES, counts, strict=True):
         if n:
             written.counts[name] = written.counts.get(name, 0) + n
     return rows
@@ -142,11 +149,11 @@ def dispatch_small(
     owner: str,
     visible_sets: dict[int, frozenset[str] | None],
     now: float,
-) -> tuple[list[Written], int]:
+) -> list[Written]:
     """Resolve, decide and write a group of small tasks `owner` holds, in acceptance order, in one
     transaction; the group stops early, after any task, when other units of work wait for the writer.
-    Gives what was written and how many of `contexts` are done with; the rest stay claimed for the
-    next call."""
+    Gives what was written, one per task done with, in order; the rest stay claimed for the next
+    call."""
     live = dispatch_sql.live_small_tasks(tx, [c.task.seq for c in contexts], owner)  # or ClaimLost
     return _decide_small(tx, contexts, live, visible_sets, now, yield_writer=True)
 
@@ -158,7 +165,7 @@ def _decide_small(
     visible_sets: dict[int, frozenset[str] | None],
     now: float,
     yield_writer: bool,
-) -> tuple[list[Written], int]:
+) -> list[Written]:
     """Resolve, decide and write small tasks in acceptance order (`recalled`: seq -> recalled before its
     dispatch); with `yield_writer`, stop after any task when other units of work wait for the writer.
 
@@ -207,7 +214,7 @@ def _decide_small(
     delivery_sql.insert(tx, rows)
     dispatch_sql.count_deliveries(tx, spent, minutes)
     dispatch_sql.finish_small_tasks(tx, finished)
-    return results, len(results)
+    return results
 
 
 def _load_ledger(
@@ -249,7 +256,7 @@ def _load_ledger(
 def fail_task(tx: Tx, task: TaskRow, owner: str, userids: Sequence[str], now: float) -> Written:
     """End a task that cannot be decided: the named userids it has not decided yet fail (`dispatch_error`).
     ClaimLost when `owner` no longer holds it."""
-    cursor = dispatch_sql.unfinished_cursor(tx, task.seq, owner)
+    cursor = dispatch_sql.large_task_state(tx, task.seq, owner).cursor
     decided = dispatch_sql.decided_userids(tx, task.seq)
     left = [u for u in dict.fromkeys(userids) if u not in decided][: max(0, MAX_POSITION - cursor)]
     written = Written(task, True, cursor + len(left), cursor + len(left), [], {})
@@ -298,8 +305,10 @@ def accept_tasks(tx: Tx, items: list[AcceptItem]) -> list[tuple[int, int, Writte
         not_recalled = {c.task.seq: False for c in tasks}
         try:
             with savepoint(tx, "decide_accepted"):
-                results, _ = _decide_small(tx, tasks, not_recalled, visible, accepted_at, yield_writer=False)
-        except Exception:
+                results = _decide_small(tx, tasks, not_recalled, visible, accepted_at, yield_writer=False)
+        except Exception as exc:
+            if tx.aborts(exc):  # the store fails: the whole accept fails with it, and says why
+                raise
             log.exception(
                 "tasks %s could not be decided as they were accepted; a dispatcher takes them",
                 ", ".join(str(c.task.task_id) for c in tasks),

@@ -78,9 +78,13 @@ class Dispatcher:
             or self.rt.store.shared
             or settings.dispatch_delay > 0
             or settings.batch_pause
-            or task.dept_ids
-            or task.to_all_user
-            or not 0 < len(task.userids) <= min(ACCEPT_DECIDES, settings.batch_size)
+            or not task.userids
+            or not dispatch_sql.small_send(
+                len(task.userids),
+                bool(task.dept_ids),
+                task.to_all_user,
+                min(ACCEPT_DECIDES, settings.batch_size),
+            )
         ):
             return None
         limits = self._limits(task.agent_id, task.app_type == "isv", task.source)
@@ -224,7 +228,7 @@ class Dispatcher:
             if self._stop.is_set():
                 return
             if grouping and dispatch_sql.is_small(task, batch):
-                size = task.userids.count(",") + 1
+                size = dispatch_sql.userid_count(task)
                 if group and recipients + size > batch:
                     await self._run_group(group, owner)
                     group, recipients = [], 0
@@ -244,7 +248,7 @@ class Dispatcher:
         visible = await self._visible_sets(tasks)
         while tasks and not self._stop.is_set():
             try:
-                written, done = await self.rt.store.write(
+                written = await self.rt.store.write(
                     units.dispatch_small,
                     [self._context(task) for task in tasks],
                     owner,
@@ -264,7 +268,7 @@ class Dispatcher:
                 return
             for item in written:
                 self._publish(item)
-            tasks = tasks[done:]
+            tasks = tasks[len(written) :]
 
     async def _visible_sets(self, tasks: Sequence[TaskRow]) -> dict[int, frozenset[str] | None]:
         """The visible range of each app among `tasks`, as a set of userids (None: the whole corp)."""

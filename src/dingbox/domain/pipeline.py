@@ -22,6 +22,9 @@ class Outcome(IntEnum):
     FAILED = 3
 
 
+OUTCOME_NAMES = tuple(outcome.name.lower() for outcome in Outcome)  # by value: "delivered", …
+
+
 # Reasons (the closed enum of the task detail) with their flow-control codes (internal, ISV).
 FORBIDDEN_CODES: Mapping[str, tuple[str, str]] = {
     "duplicate_content": ("143106", "143206"),

@@ -9,7 +9,7 @@ import orjson
 
 from dingbox.clock import iso
 from dingbox.domain.identifiers import names_nothing
-from dingbox.domain.pipeline import Outcome
+from dingbox.domain.pipeline import OUTCOME_NAMES, Outcome
 from dingbox.runtime import Runtime
 from dingbox.store import browse_sql, result_sql, task_sql
 from dingbox.store.base import Row
@@ -20,7 +20,6 @@ MAX_PAGE = 200
 # A recipient cursor is a position inside one task's block of delivery ids (POS_BITS bits): past the
 # block it could only overflow the id arithmetic in SQL.
 MAX_CURSOR = (1 << POS_BITS) - 1
-_OUTCOME_NAMES = {Outcome.FORBIDDEN: "forbidden", Outcome.INVALID: "invalid", Outcome.FAILED: "failed"}
 
 
 class MessageRecalled(Exception):
@@ -68,7 +67,7 @@ def message_json(row: MessageRow) -> dict[str, Any]:
 def recipient_outcome(outcome: int, read: bool, recalled: bool) -> str:
     if outcome == Outcome.DELIVERED:
         return "recalled" if recalled else "read" if read else "delivered"
-    return _OUTCOME_NAMES[Outcome(outcome)]
+    return OUTCOME_NAMES[Outcome(outcome)]
 
 
 def outcome_totals(outcome_counts: list[Row]) -> dict[str, int]:

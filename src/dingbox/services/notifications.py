@@ -1,7 +1,8 @@
 """Work notifications (spec §3): accept asyncsend_v2, then progress, results, recall and the status bar.
 
 Accepting validates everything a caller can get wrong synchronously and stores the task durably
-before its `task_id` is returned; who receives it is decided later by the dispatcher (DESIGN §3).
+before its `task_id` is returned; who receives it is decided by the dispatcher (DESIGN §3): in the
+accepting transaction when the dispatcher gives terms for it (`Dispatcher.terms`), else by its loops.
 """
 
 from __future__ import annotations

@@ -56,6 +56,11 @@ class Tx(Protocol):
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert many rows at the backend's bulk speed (PostgreSQL: COPY); a conflict fails the unit."""
 
+    def aborts(self, exc: BaseException) -> bool:
+        """Whether a failure inside the unit of work ends all of it (the store itself fails, or the
+        backend must run the unit again) rather than only the part a savepoint undoes. Ends what is
+        in flight either way (PostgreSQL: an open COPY is abandoned, not finished)."""
+
     def others_waiting(self) -> bool:
         """Whether other units of work wait for this transaction to end (a backend with one writer): a
         long unit of work checks it between steps and commits what it has, so that a short one is not
@@ -132,13 +137,15 @@ class Store(abc.ABC):
 
 @contextmanager
 def savepoint(tx: Tx, name: str) -> Iterator[None]:
-    """Part of a unit of work that is undone alone when it raises (the exception goes on)."""
+    """Part of a unit of work that is undone alone when it raises (the exception goes on), unless the
+    failure ends the whole unit (`Tx.aborts`): then nothing more is run on its transaction."""
     tx.execute(f"SAVEPOINT {name}")
     try:
         yield
-    except BaseException:
-        tx.execute(f"ROLLBACK TO {name}")
-        tx.execute(f"RELEASE {name}")
+    except BaseException as exc:
+        if not tx.aborts(exc):
+            tx.execute(f"ROLLBACK TO {name}")
+            tx.execute(f"RELEASE {name}")
         raise
     tx.execute(f"RELEASE {name}")
 

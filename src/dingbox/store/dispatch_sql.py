@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from dingbox.domain.org import ROOT_DEPT, Visibility
-from dingbox.domain.pipeline import RecipientRow
+from dingbox.domain.pipeline import OUTCOME_NAMES, RecipientRow
 from dingbox.store.base import Tx, chunks, placeholders
 from dingbox.store.claim_sql import ClaimLost, Held, hold
 from dingbox.store.task_sql import POS_BITS, TaskRow, delivery_range
@@ -215,8 +215,8 @@ def count_deliveries(
 
 
 def large_task_state(tx: Tx, seq: int, owner: str) -> Held:
-    """A task's progress, its row locked until the write commits; ClaimLost once `owner` no longer
-    holds it (reset, taken over)."""
+    """A task's progress (cursor, delivered, recalled, total), its row locked until the write commits;
+    ClaimLost once `owner` no longer holds it (reset, taken over) or it has finished."""
     return hold(tx, [seq], owner)[seq]
 
 
@@ -239,11 +239,21 @@ def advance_task(
     )
 
 
+def small_send(userids: int, departments: bool, to_all_user: bool, most: int) -> bool:
+    """A send named by at most `most` userids alone: resolved, decided and written together with others
+    in one transaction (by the loops, or by the transaction that accepts it)."""
+    return not to_all_user and not departments and userids <= most
+
+
+def userid_count(task: TaskRow) -> int:
+    """The userids a stored task names (its list is JSON; a userid holds no comma)."""
+    return task.userids.count(",") + 1
+
+
 def is_small(task: TaskRow, most: int) -> bool:
-    """A task named by userids alone, not started, with at most `most` of them: it is resolved, decided
-    and written together with others in one transaction."""
-    return (
-        task.cursor == 0 and not task.to_all_user and task.dept_ids == "[]" and task.userids.count(",") < most
+    """A stored task not started yet that is a `small_send`."""
+    return task.cursor == 0 and small_send(
+        userid_count(task), task.dept_ids != "[]", bool(task.to_all_user), most
     )
 
 
@@ -274,24 +284,15 @@ def finish_small_tasks(tx: Tx, finished: Sequence[tuple[int, int, int, float, in
     )
 
 
-_OUTCOME_NAMES = ("delivered", "forbidden", "invalid", "failed")
-
-
 def task_counts(tx: Tx, seq: int) -> dict[str, int]:
     """Recipients of a task by outcome name."""
     return {
-        _OUTCOME_NAMES[outcome]: n
+        OUTCOME_NAMES[outcome]: n
         for outcome, n in tx.all(
             "SELECT outcome, COUNT(*) FROM deliveries WHERE id >= ? AND id < ? GROUP BY outcome",
             delivery_range(seq),
         )
     }
-
-
-def unfinished_cursor(tx: Tx, seq: int, owner: str) -> int:
-    """The cursor of a task `owner` holds and has not finished, its row locked until the write
-    commits; ClaimLost otherwise."""
-    return hold(tx, [seq], owner)[seq].cursor
 
 
 def decided_userids(tx: Tx, seq: int) -> set[str]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
 
 from dingbox import ids
-from dingbox.store.base import Tx, lock
+from dingbox.store.base import Tx, lock, placeholders
 
 TASK_COLUMNS = (
     "seq, task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash, userids,"
@@ -90,12 +89,13 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_INSERT_TASKS = (
-    "INSERT INTO tasks (task_id, source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash,"
-    " userids, dept_ids, to_all_user, template_id, template_data, robot_code, process_query_key,"
-    " open_conversation_id, warnings, accepted_at, not_before) VALUES "
-)
-_TASK_VALUES = "(" + ",".join("?" * 20) + ")"
+# The columns a PreparedTask holds, in its order.
+_PREPARED = (
+    "source, corp_id, agent_id, app_type, request, msgtype, msg, content_hash, userids, dept_ids,"
+    " to_all_user, template_id, template_data, robot_code, process_query_key, open_conversation_id, warnings"
+).split(", ")
+_INSERT_TASKS = f"INSERT INTO tasks (task_id, {', '.join(_PREPARED)}, accepted_at, not_before) VALUES "
+_TASK_VALUES = f"({placeholders(len(_PREPARED) + 3)})"  # task_id, the prepared columns, the two times
 _ROWS_PER_INSERT = 40  # 800 parameters a statement
 
 
@@ -137,9 +137,20 @@ class PreparedTask:
 
     def row(self, seq: int, task_id: int, accepted_at: float) -> TaskRow:
         """The task as `insert_tasks` stored it, without reading it back."""
-        make: Callable[..., TaskRow] = TaskRow  # mypy cannot count the columns' tuple
-        return make(
-            seq, task_id, *self.columns, accepted_at, self.not_before, 0, None, 0, 0, "[]", None, None, None
+        return TaskRow(
+            seq=seq,
+            task_id=task_id,
+            **dict(zip(_PREPARED, self.columns, strict=True)),
+            accepted_at=accepted_at,
+            not_before=self.not_before,
+            status=0,
+            total=None,
+            cursor=0,
+            delivered=0,
+            invalid_dept_ids="[]",
+            finished_at=None,
+            recalled_at=None,
+            status_bar=None,
         )
 
     def params(self, task_id: int, accepted_at: float) -> tuple[Any, ...]:

@@ -166,6 +166,10 @@ class PostgresTx:
     def others_waiting(self) -> bool:
         return False  # no single writer: other units of work run beside this one
 
+    def aborts(self, exc: BaseException) -> bool:
+        self.end_copy(exc)
+        return store_failure(exc) or _retryable(exc)
+
 
 # SQLSTATE classes that mean the server or the connection cannot work right now, rather than a
 # fault of one statement: connection exceptions, insufficient resources (disk full, out of memory),

@@ -45,6 +45,9 @@ class SQLiteTx:
     def sql(self, name: str) -> str:
         return STATEMENTS[name]
 
+    def aborts(self, exc: BaseException) -> bool:
+        return store_failure(exc)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self.conn.execute(sql, params).rowcount
 
