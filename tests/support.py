@@ -288,11 +288,15 @@ class PostgresDatabases:
             self.has_template = False
 
 
-def store_sql(db: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement on a store from outside the server (an observer, or an older release that left
-    odd rows) and give its rows; `?` marks parameters, as in the store's own SQL."""
+def store_sql(db: str, sql: str, params: Sequence[Any] = (), *, write: bool = False) -> list[tuple[Any, ...]]:
+    """Run one statement on a store from outside the server and give its rows; `?` marks parameters,
+    as in the store's own SQL. An observer reads (SQLite: a read-only connection, which leaves a
+    killed server's WAL for the next start to recover, as a read-write one closing last would not);
+    `write` plays an older release that left odd rows."""
     if db.startswith("sqlite:///"):
-        with sqlite3.connect(db.removeprefix("sqlite:///"), timeout=30) as conn:
+        path = db.removeprefix("sqlite:///")
+        target, uri = (path, False) if write else (f"file:{path}?mode=ro", True)
+        with sqlite3.connect(target, uri=uri, timeout=30) as conn:
             return conn.execute(sql, params).fetchall()
     with psycopg.connect(db, autocommit=True, connect_timeout=10) as pg:
         cursor = pg.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]

@@ -8,23 +8,17 @@ beside (e.g. postgresql://postgres@127.0.0.1:5432/test); in CI it must be set.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
 
-from support import POSTGRES_URL_VARIABLE, Client, DispatchProcess, PostgresDatabases, ServerProcess, text
-
-if not os.environ.get(POSTGRES_URL_VARIABLE):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{POSTGRES_URL_VARIABLE} is not set: CI runs the PostgreSQL tests", pytrace=False)
-    pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set", allow_module_level=True)
+from support import Client, DispatchProcess, ServerProcess, text
 
 FAN_OUT = 50_000
 DEPARTMENTS = 50  # FAN_OUT users, FAN_OUT / DEPARTMENTS in each
@@ -35,21 +29,14 @@ DISPATCHED = re.compile(r"task (\d+) of app \d+ dispatched: ")
 
 
 @pytest.fixture(scope="module")
-def pg_url(postgres: PostgresDatabases) -> Iterator[str]:
-    """A fresh database of this module's own, dropped at the end."""
-    url = postgres.fresh()
-    yield url
-    postgres.drop(url)
-
-
-@pytest.fixture(scope="module")
 def server(pg_url: str) -> Iterator[ServerProcess]:
     """A server that only accepts (its dispatchers are the processes each test starts)."""
     proc = ServerProcess(pg_url, ["--test-controls", "--dispatchers", "0", *UNLIMITED]).start()
-    c = Client(proc.url)
-    assert c.load_org(big_org()).status_code == 200
-    yield proc
-    proc.stop()
+    try:
+        assert Client(proc.url).load_org(big_org()).status_code == 200
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture
@@ -59,20 +46,23 @@ def client(server: ServerProcess) -> Client:
     return c
 
 
+Start = Callable[..., list[DispatchProcess]]
+
+
 @pytest.fixture
-def dispatchers(pg_url: str) -> Iterator[list[DispatchProcess]]:
-    """Start dispatch processes with `start(*args)`; each is stopped at the end of the test."""
+def start(pg_url: str) -> Iterator[Start]:
+    """`start(*args, count=2)`: dispatch processes on the module's database, launched together and
+    then waited for; each is stopped at the end of the test."""
     started: list[DispatchProcess] = []
-    yield started
+
+    def launch(*args: str, count: int = 2) -> list[DispatchProcess]:
+        procs = [DispatchProcess(pg_url, [*UNLIMITED, *args], log_level="info") for _ in range(count)]
+        started.extend(proc.launch() for proc in procs)
+        return [proc.started() for proc in procs]
+
+    yield launch
     for proc in started:
         proc.stop()
-
-
-def start(started: list[DispatchProcess], db: str, *args: str, count: int = 2) -> list[DispatchProcess]:
-    """`count` dispatch processes, launched together and then waited for."""
-    procs = [DispatchProcess(db, [*UNLIMITED, *args], log_level="info").launch() for _ in range(count)]
-    started += procs
-    return [proc.started() for proc in procs]
 
 
 def big_org() -> dict[str, Any]:
@@ -177,13 +167,11 @@ def whole_fan_out() -> dict[str, int]:
     }
 
 
-def test_killed_dispatcher_leaves_its_fan_out_to_the_other(
-    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
-) -> None:
+def test_killed_dispatcher_leaves_its_fan_out_to_the_other(client: Client, pg_url: str, start: Start) -> None:
     """SIGKILL of the dispatcher writing a 50,000-recipient fan-out: the other takes the task over at
     its cursor and every user has exactly one message; counters equal rows."""
     # Small writes: the fan-out commits in 50 pieces, so the kill surely lands between two of them.
-    procs = start(dispatchers, pg_url, "--batch-size", "1000")
+    procs = start("--batch-size", "1000")
     token = client.token("big-key", "big-secret")
     task_id = client.send(token, agent_id=5001, msg=text("everyone"), to_all_user=True)["task_id"]
     owner, _ = claimed_mid_fan_out(pg_url, task_id)
@@ -214,12 +202,10 @@ def claimed_by_other(db: str, task_id: int, owner: str, timeout: float = 60.0) -
     raise AssertionError(f"task {task_id} stayed with {owner}")
 
 
-def test_stopped_dispatcher_hands_its_fan_out_over_at_once(
-    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
-) -> None:
+def test_stopped_dispatcher_hands_its_fan_out_over_at_once(client: Client, pg_url: str, start: Start) -> None:
     """SIGTERM of the dispatcher writing a fan-out: it releases the task as it stops (no sweep needed),
     the other goes on at the cursor, and every user has exactly one message."""
-    procs = start(dispatchers, pg_url, "--batch-size", "1000")
+    procs = start("--batch-size", "1000")
     token = client.token("big-key", "big-secret")
     task_id = client.send(token, agent_id=5001, msg=text("everyone, again"), to_all_user=True)["task_id"]
     owner, _ = claimed_mid_fan_out(pg_url, task_id)
@@ -254,9 +240,7 @@ def all_tasks(client: Client, corp_id: str) -> list[dict[str, Any]]:
             return tasks
 
 
-def test_dispatchers_in_two_processes_keep_each_apps_order(
-    client: Client, pg_url: str, dispatchers: list[DispatchProcess]
-) -> None:
+def test_dispatchers_in_two_processes_keep_each_apps_order(client: Client, pg_url: str, start: Start) -> None:
     """2 processes × 2 loops on 2,000 small tasks of four apps, accepted in a burst (two senders per
     app at once) before the dispatchers start, behind one send to everyone per app that takes its
     dispatcher a hundred writes: the backlog is twice what one claim takes, so the loops meet every
@@ -303,7 +287,7 @@ def test_dispatchers_in_two_processes_keep_each_apps_order(
     with ThreadPoolExecutor(len(lanes)) as pool:
         sent = [heads, *pool.map(send_lane, lanes)]
     accepted = time.monotonic()
-    procs = start(dispatchers, pg_url, "--dispatchers", "2", "--batch-size", "20")
+    procs = start("--dispatchers", "2", "--batch-size", "20")
     client.drain(timeout=120)
     print(f"\naccepted in {accepted - t0:.1f} s, all decided {time.monotonic() - accepted:.1f} s later")
     counts = {task["task_id"]: task["counts"] for task in all_tasks(client, "small")}

@@ -7,31 +7,16 @@ beside; in CI it must be set.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-import pytest
 import requests
 
-from support import MESSAGES, POSTGRES_URL_VARIABLE, Client, PostgresDatabases, ServerProcess, text
-
-if not os.environ.get(POSTGRES_URL_VARIABLE):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{POSTGRES_URL_VARIABLE} is not set: CI runs the PostgreSQL tests", pytrace=False)
-    pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set", allow_module_level=True)
+from support import MESSAGES, Client, ServerProcess, text
 
 USERS = 300
 AGENT = 7001
-
-
-@pytest.fixture
-def pg_url(postgres: PostgresDatabases) -> Iterator[str]:
-    url = postgres.fresh()
-    yield url
-    postgres.drop(url)
 
 
 def deadlocks(url: str) -> int:

@@ -325,7 +325,12 @@ def test_a_stored_task_naming_a_nul_userid_ends_and_never_stalls_its_app(
     c = Client(server.url)
     token = c.token()
     old = c.send(token, userid_list="alice,0356123401")["task_id"]
-    store_sql(server.db, "UPDATE tasks SET userids = ? WHERE task_id = ?", ('["al\\u0000ice", "alice"]', old))
+    store_sql(
+        server.db,
+        "UPDATE tasks SET userids = ? WHERE task_id = ?",
+        ('["al\\u0000ice", "alice"]', old),
+        write=True,
+    )
     later = c.send(token, userid_list="alice", msg={"msgtype": "text", "text": {"content": "later"}})[
         "task_id"
     ]

@@ -355,7 +355,9 @@ def test_unexpected_failure_is_500_without_a_traceback(server: ServerProcess, cl
     """Seed: 500 系统异常 for a failure nothing foresaw — here a template row damaged on disk; nothing
     is accepted and the server keeps serving."""
     tokens = acme(client)
-    store_sql(server.db, "UPDATE templates SET msg = 'not json' WHERE template_id = 'tpl-pending'")
+    store_sql(
+        server.db, "UPDATE templates SET msg = 'not json' WHERE template_id = 'tpl-pending'", write=True
+    )
     answer = call(client, tokens[ISV], "tpl-pending", userid_list="u00000", data=DATA)
     assert oapi_error(answer) == (500, "系统异常")
     assert client.api("GET", "/health").json()["pending_tasks"] == 0
