@@ -40,7 +40,6 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 
@@ -51,6 +50,7 @@ from dingbox.store import claim_sql
 from dingbox.store.postgres import PostgresStore
 from dingbox.store.postgres import statements as pg_statements
 from dingbox.store.task_sql import NewTask, PreparedTask
+from pgdb import Databases
 
 USERS = 1000
 EMPTY_PAUSE = 0.01  # after an empty claim (a dispatcher loop waits for a wake-up or its poll)
@@ -113,14 +113,11 @@ def pending(url: str) -> int:
 
 @contextmanager
 def database(base: str) -> Iterator[str]:
-    name = f"dbxc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
+    dbs = Databases(base, "dbxc_bench_")
     try:
-        yield urlsplit(base)._replace(path=f"/{name}").geturl()
+        yield dbs.create("claims")
     finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        dbs.drop_all()
 
 
 def reset(url: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from harness import PROGRESS, RESULT, SEND, Figure, ServerProcess, rss_mb, token
+from harness import PROGRESS, RESULT, SEND, Figure, ServerProcess, drain, rss_mb, token
 from references import DEPARTMENTS
 
 
@@ -173,7 +173,7 @@ def inbox_p95(label: str, server: ServerProcess, http: requests.Session, tok: di
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(send, range(10_000)))
-    assert http.post(server.url + "/api/v1/dispatch/drain", params={"timeout": 300}).status_code == 200
+    drain(server, 300)
     base = f"{server.url}/api/v1/corps/bench/users/{userid}/messages"
     anchors = []
     page = http.get(base, params={"limit": 200}).json()

@@ -149,7 +149,7 @@ def main() -> None:
             if "pg-fanout" in chosen:
                 figures += show(pg_fanout(work, dbs, args))
             if "pg-scaleout" in chosen:
-                scaled, note = scaleout_figures(dbs.create("scaleout"), work, args.seconds, args.rounds)
+                scaled, note = scaleout_figures(dbs.create("scaleout"), args.seconds, args.rounds)
                 figures += show(scaled)
                 print(note, flush=True)
         finally:

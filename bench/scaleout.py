@@ -15,10 +15,6 @@ cannot reach 2 here: above 1 it shows that servers add capacity rather than cont
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 from harness import (
     CORES,
@@ -33,6 +29,7 @@ from harness import (
     send_url,
     start_dingbox,
 )
+from support import DispatchProcess  # noqa: E402  (harness puts tests/ on the path)
 
 A_CORE, B_CORE, DISPATCH_CORE = "0", "1", LOAD_CORE
 PLACEMENT = (
@@ -41,47 +38,18 @@ PLACEMENT = (
 )
 
 
-class DispatchProcess:
-    """`dingbox dispatch` on a PostgreSQL URL, its output in a file."""
-
-    def __init__(self, url: str, log: Path) -> None:
-        self._log = log
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dingbox", "dispatch", "--db", url, "--limits", "unlimited"]
-                + ["--log-level", "info"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while "dispatchers=" not in log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("dingbox dispatch did not start:\n" + log.read_text())
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def _server(url: str, core: str) -> ServerProcess:
     return start_dingbox(url, ["--dispatchers", "0"], core)
 
 
-def scaleout_figures(url: str, workdir: Path, seconds: int, rounds: int) -> tuple[list[Figure], str]:
+def scaleout_figures(url: str, seconds: int, rounds: int) -> tuple[list[Figure], str]:
     """(figures, a note on the placement) of two servers against one on the database at `url`."""
     one: list[float] = []
     two: list[tuple[float, float]] = []
     a = _server(url, A_CORE)  # first and alone: it loads the demo org into the empty database
-    dispatcher = DispatchProcess(url, workdir / "dispatch.log")
+    dispatcher = DispatchProcess(url, ["--limits", "unlimited"], log_level="info").start(timeout=60)
     try:
-        pin(dispatcher.proc.pid, DISPATCH_CORE)
+        pin(dispatcher.pid, DISPATCH_CORE)
         a_url = send_url(a)
         Wrk(a_url, 1).result()  # warm up
         for _ in range(rounds):

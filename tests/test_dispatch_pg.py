@@ -67,7 +67,7 @@ def start(pg_url: str) -> Iterator[Start]:
 
 def big_org() -> dict[str, Any]:
     """Corp `big`: FAN_OUT users in DEPARTMENTS departments under the root, and one app; corp `small`:
-    four apps and 200 users, for the ordering test."""
+    APPS apps and SMALL_USERS users, for the ordering test."""
     per_dept = FAN_OUT // DEPARTMENTS
     app = {"type": "internal", "name": "App"}
     return {
