@@ -307,7 +307,7 @@ def accept_tasks(tx: Tx, items: list[AcceptItem]) -> list[tuple[int, int, Writte
             with savepoint(tx, "decide_accepted"):
                 results = _decide_small(tx, tasks, not_recalled, visible, accepted_at, yield_writer=False)
         except Exception as exc:
-            if tx.aborts(exc):  # the store fails: the whole accept fails with it, and says why
+            if dispatch_sql.aborts(tx, exc):  # the store fails: the whole accept fails with it, and says why
                 raise
             log.exception(
                 "tasks %s could not be decided as they were accepted; a dispatcher takes them",

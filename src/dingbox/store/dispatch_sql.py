@@ -108,6 +108,11 @@ def others_waiting(tx: Tx) -> bool:
     return tx.others_waiting()
 
 
+def aborts(tx: Tx, exc: BaseException) -> bool:
+    """Whether `exc` ends the whole unit of work, not only a part under a savepoint (`Tx.aborts`)."""
+    return tx.aborts(exc)
+
+
 def begin_task(tx: Tx, seq: int, owner: str, total: int, invalid_dept_ids: list[int], now: float) -> None:
     """Record the resolved size; a task with nobody to decide is finished at once. ClaimLost when
     `owner` no longer holds the task."""
