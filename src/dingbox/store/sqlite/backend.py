@@ -32,6 +32,7 @@ T = TypeVar("T")
 log = logging.getLogger("dingbox.store")
 _MAX_GROUP = 256
 WAL_RESTART_FRAMES = 10_000
+RESTART_RESIDUAL_ROWS = 2_000  # most rows the writer copies back itself to restart the WAL
 _STOP = object()
 
 
@@ -197,16 +198,21 @@ class _Checkpointer:
         # Only a writer restarts the WAL, and only once every frame is copied; under a steady load
         # some commit always lands during the checkpointer's pass or pause, and the WAL grew without
         # end (65 MB/s under the accept benchmark, each write into new file blocks the kernel zeroes
-        # first). Once a pass has copied most of a WAL this large, the writer copies the few frames
-        # committed since after each group (`restart_wal`) until its next commit could start the WAL
-        # from the beginning, and did: the next pass finds it small.
-        self.restart_due = False
+        # first). Once a pass has copied a WAL this large, the writer copies the frames committed
+        # since, after a group (`restart_wal`), so its next commit starts the WAL from the beginning:
+        # but only while those are few (`RESTART_RESIDUAL_ROWS`). After a fan-out's commit they are
+        # the whole fan-out, which the accepts behind the writer must not wait for (1.1 s seen in the
+        # bench); the next pass copies it instead.
+        self.restart_due: int | None = None  # the writer's rows changed when that pass began
+        self._changes = 0  # rows the writer had changed at its last commit
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dingbox-sqlite-checkpoint", daemon=True)
         self._thread.start()
 
-    def committed(self) -> None:
+    def committed(self, changes: int) -> None:
+        """The writer committed, having changed `changes` rows in all (`total_changes`)."""
+        self._changes = changes
         self._wake.set()
 
     def stop(self) -> None:
@@ -223,8 +229,9 @@ class _Checkpointer:
                     return
                 self._wake.clear()
                 try:
+                    changes = self._changes
                     busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.restart_due = frames >= WAL_RESTART_FRAMES
+                    self.restart_due = changes if frames >= WAL_RESTART_FRAMES else None
                     log.debug(
                         "checkpoint of %s: %d of %d WAL frames in the database", self._path, copied, frames
                     )
@@ -339,7 +346,8 @@ class SQLiteStore(Store):
                 self._answer(jobs, StoreError(f"the store failed: {exc}"))
             if stop_after:
                 return
-            if self._checkpointer.restart_due:  # after the group's answers: nobody waits for this
+            due = self._checkpointer.restart_due  # after the group's answers: nobody waits for this
+            if due is not None and conn.total_changes - due <= RESTART_RESIDUAL_ROWS:
                 self._restart_wal(conn)
 
     def _restart_wal(self, conn: sqlite3.Connection) -> None:
@@ -352,7 +360,7 @@ class SQLiteStore(Store):
             log.debug("checkpoint of %s by the writer failed: %s", self.path, exc)
             return
         if not busy and copied == frames:
-            self._checkpointer.restart_due = False
+            self._checkpointer.restart_due = None
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:
@@ -390,7 +398,7 @@ class SQLiteStore(Store):
             if isolate:
                 conn.execute("RELEASE job")
         conn.execute("COMMIT" if isolate or units[0][0].result[0] else "ROLLBACK")
-        self._checkpointer.committed()
+        self._checkpointer.committed(conn.total_changes)
         if self.failure is not None:
             log.warning("store %s writes again", self.path)
             self.failure = None
